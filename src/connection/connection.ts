@@ -1,0 +1,85 @@
+import { Deferred, Effect } from "effect"
+import type { Socket } from "node:net"
+
+/** After a graceful close, how long a peer gets to read what was written and hang up. */
+const LINGER_MS = 5000
+
+let nextConnectionId = 1
+
+/**
+ * A live TCP connection as the rest of the server sees it: writes are
+ * synchronous hand-offs to the socket (Node queues them), so a task actor can
+ * write to several connections in one step; `close` flushes first.
+ */
+export interface Connection {
+  readonly id: number
+  readonly remote: string
+  readonly socket: Socket
+  /** Completes when the socket is closed, however that happened. */
+  readonly closed: Deferred.Deferred<void>
+  readonly isClosing: () => boolean
+  readonly write: (bytes: Buffer) => void
+  /** Buffers later writes until `flush`, so one step's writes leave in one writev. */
+  readonly cork: () => void
+  readonly flush: () => void
+  /** Waits until the socket's write buffer is below its high-water mark (or the socket closed). */
+  readonly awaitDrain: Effect.Effect<void>
+  /** Flushes pending writes, then ends the connection; `reason` is kept for the close log. */
+  readonly close: (reason: string) => void
+  readonly closeReason: () => string | undefined
+}
+
+export const makeConnection = (socket: Socket): Effect.Effect<Connection> =>
+  Effect.gen(function* () {
+    const closed = yield* Deferred.make<void>()
+    const id = nextConnectionId++
+    const remote = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? 0}`
+    let closeReason: string | undefined
+    let corked = false
+    socket.setNoDelay(true)
+    socket.once("close", () => Deferred.unsafeDone(closed, Effect.void))
+    const conn: Connection = {
+      id,
+      remote,
+      socket,
+      closed,
+      isClosing: () => closeReason !== undefined || socket.destroyed,
+      write: (bytes) => {
+        if (!socket.destroyed && !socket.writableEnded) socket.write(bytes)
+      },
+      cork: () => {
+        if (!corked) {
+          corked = true
+          socket.cork()
+        }
+      },
+      flush: () => {
+        if (corked) {
+          corked = false
+          socket.uncork()
+        }
+      },
+      awaitDrain: Effect.async<void>((resume) => {
+        if (!socket.writableNeedDrain || socket.destroyed) return resume(Effect.void)
+        const done = () => resume(Effect.void)
+        socket.once("drain", done)
+        socket.once("close", done)
+        return Effect.sync(() => {
+          socket.off("drain", done)
+          socket.off("close", done)
+        })
+      }),
+      close: (reason) => {
+        if (closeReason !== undefined) return
+        closeReason = reason
+        conn.flush()
+        if (socket.destroyed) return
+        socket.end()
+        const timer = setTimeout(() => socket.destroy(), LINGER_MS)
+        timer.unref()
+        socket.once("close", () => clearTimeout(timer))
+      },
+      closeReason: () => closeReason
+    }
+    return conn
+  })

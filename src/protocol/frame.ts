@@ -1,0 +1,136 @@
+import { Data } from "effect"
+import { HEADER_BYTES, PDU_VERSION, writeHeader } from "./header.js"
+
+/**
+ * One PDU as received: `raw` is the whole PDU (header included), usually a
+ * view into the socket chunk it arrived in, so a frame is forwarded without
+ * copying it.
+ */
+export interface Frame {
+  readonly raw: Buffer
+  readonly serviceId: number
+  readonly commandId: number
+  readonly seq: number
+}
+
+export const frameBody = (frame: Frame): Buffer => frame.raw.subarray(HEADER_BYTES)
+
+export const DEFAULT_MAX_FRAME_BYTES = 2 * 1024 * 1024
+
+export class FrameError extends Data.TaggedError("FrameError")<{
+  readonly reason: "TooShort" | "TooLong"
+  readonly length: number
+}> {
+  override get message() {
+    return this.reason === "TooShort"
+      ? `PDU length ${this.length} is below the ${HEADER_BYTES}-byte header`
+      : `PDU length ${this.length} exceeds the maximum frame size`
+  }
+}
+
+const makeFrame = (raw: Buffer): Frame => ({
+  raw,
+  serviceId: raw.readUInt16BE(8),
+  commandId: raw.readUInt16BE(10),
+  seq: raw.readUInt16BE(12)
+})
+
+const checkLength = (length: number, max: number): FrameError | undefined =>
+  length < HEADER_BYTES
+    ? new FrameError({ reason: "TooShort", length })
+    : length > max
+    ? new FrameError({ reason: "TooLong", length })
+    : undefined
+
+/** Reads a big-endian uint32 spread over the first bytes of several buffers. */
+const peekLength = (buffers: ReadonlyArray<Buffer>): number => {
+  let value = 0
+  let got = 0
+  for (const b of buffers) {
+    for (let i = 0; i < b.length && got < 4; i++, got++) value = value * 256 + b[i]!
+    if (got === 4) break
+  }
+  return value
+}
+
+/**
+ * Incremental PDU framer. Whole frames inside one chunk are returned as views
+ * into it; only a frame split across chunks is copied once. The length is
+ * checked as soon as its 4 bytes are in, so an oversized or undersized frame
+ * fails before any of its body is buffered.
+ */
+export class FrameDecoder {
+  private pending: Array<Buffer> = []
+  private pendingBytes = 0
+  /** Length of the frame being assembled in `pending`, or -1 until its 4 length bytes are in. */
+  private need = -1
+
+  constructor(readonly maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {}
+
+  /** Bytes held for an incomplete frame. */
+  get buffered(): number {
+    return this.pendingBytes
+  }
+
+  /** Appends the frames completed by `chunk` to `out`; returns the error that stops the stream, if any. */
+  push(chunk: Buffer, out: Array<Frame>): FrameError | undefined {
+    if (chunk.length === 0) return undefined
+    if (this.pendingBytes === 0) return this.scan(chunk, 0, out)
+    this.pending.push(chunk)
+    this.pendingBytes += chunk.length
+    if (this.need < 0) {
+      if (this.pendingBytes < 4) return undefined
+      const length = peekLength(this.pending)
+      const error = checkLength(length, this.maxFrameBytes)
+      if (error) return this.fail(error)
+      this.need = length
+    }
+    if (this.pendingBytes < this.need) return undefined
+    const fromChunk = this.need - (this.pendingBytes - chunk.length)
+    const parts = this.pending
+    parts[parts.length - 1] = chunk.subarray(0, fromChunk)
+    out.push(makeFrame(Buffer.concat(parts, this.need)))
+    this.reset()
+    return this.scan(chunk, fromChunk, out)
+  }
+
+  private scan(chunk: Buffer, start: number, out: Array<Frame>): FrameError | undefined {
+    let offset = start
+    while (chunk.length - offset >= 4) {
+      const length = chunk.readUInt32BE(offset)
+      const error = checkLength(length, this.maxFrameBytes)
+      if (error) return this.fail(error)
+      if (chunk.length - offset < length) {
+        this.need = length
+        break
+      }
+      out.push(makeFrame(chunk.subarray(offset, offset + length)))
+      offset += length
+    }
+    if (offset < chunk.length) {
+      this.pending = [chunk.subarray(offset)]
+      this.pendingBytes = chunk.length - offset
+    }
+    return undefined
+  }
+
+  private fail(error: FrameError): FrameError {
+    this.reset()
+    return error
+  }
+
+  private reset() {
+    this.pending = []
+    this.pendingBytes = 0
+    this.need = -1
+  }
+}
+
+/** Encodes a PDU around an already-encoded body. */
+export const encodeFrame = (serviceId: number, commandId: number, seq: number, body: Uint8Array): Buffer => {
+  const length = HEADER_BYTES + body.length
+  const buf = Buffer.allocUnsafe(length)
+  writeHeader(buf, { length, version: PDU_VERSION, flag: 0, serviceId, commandId, seq, reserved: 0 })
+  buf.set(body, HEADER_BYTES)
+  return buf
+}

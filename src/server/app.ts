@@ -1,0 +1,47 @@
+import { Context, Effect, Layer } from "effect"
+import { mkdir } from "node:fs/promises"
+import * as TaskRegistryLive from "../task/registry.js"
+import { advertisedAddresses } from "./advertise.js"
+import { handleClientConnection } from "./clientConnection.js"
+import { ServerConfig } from "./config.js"
+import type { BoundAddress } from "./listener.js"
+import { listen } from "./listener.js"
+import { handleMsgConnection } from "./msgConnection.js"
+import type { IpAddr } from "../protocol/messages.js"
+
+/** Where the daemon actually listens (ports resolved when 0 was asked for). */
+export class ListeningAddresses extends Context.Tag("tt-file-server/ListeningAddresses")<
+  ListeningAddresses,
+  {
+    readonly client: ReadonlyArray<BoundAddress>
+    readonly msg: BoundAddress
+    readonly advertised: ReadonlyArray<IpAddr>
+  }
+>() {}
+
+const dataDirLive = Layer.effectDiscard(
+  Effect.gen(function* () {
+    const { dataDir } = yield* ServerConfig
+    yield* Effect.tryPromise({
+      try: () => mkdir(dataDir, { recursive: true }),
+      catch: (cause) => new Error(`cannot create data directory ${dataDir}: ${String(cause)}`)
+    })
+  })
+)
+
+const portsLive = Layer.scoped(
+  ListeningAddresses,
+  Effect.gen(function* () {
+    const config = yield* ServerConfig
+    const client = yield* Effect.forEach(config.clientHosts, (host) => listen(host, config.clientPort, handleClientConnection))
+    const advertised = advertisedAddresses(config, client)
+    const msg = yield* listen(config.msgHost, config.msgPort, handleMsgConnection(advertised))
+    for (const c of client) yield* Effect.logInfo("listening").pipe(Effect.annotateLogs({ port: "client", host: c.host, bound: c.port }))
+    yield* Effect.logInfo("listening").pipe(Effect.annotateLogs({ port: "msg", host: msg.host, bound: msg.port }))
+    yield* Effect.logInfo("advertising").pipe(Effect.annotateLogs({ addresses: advertised.map((a) => `${a.ip}:${a.port}`).join(",") }))
+    return { client, msg, advertised }
+  })
+)
+
+/** The whole server, given a ServerConfig: swap any Layer below to change one part. */
+export const ServerLive = portsLive.pipe(Layer.provideMerge(TaskRegistryLive.layer), Layer.provideMerge(dataDirLive))

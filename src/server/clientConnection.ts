@@ -1,0 +1,160 @@
+import { Deferred, Effect, Either, Stream } from "effect"
+import type { Socket } from "node:net"
+import { makeConnection } from "../connection/connection.js"
+import { decodeFrames } from "../connection/frameStream.js"
+import { socketChunks } from "../connection/socketSource.js"
+import { makeUnknownPduLog } from "../connection/unknownPdu.js"
+import { watchIdle } from "../connection/watchdog.js"
+import { FileCmd, isFileRole, OtherCmd, ResultCode, ServiceId } from "../protocol/commands.js"
+import type { Frame } from "../protocol/frame.js"
+import { frameBody } from "../protocol/frame.js"
+import { encodePdu, Pdu } from "../protocol/messages.js"
+import type { LoginResult, Mail } from "../task/actor.js"
+import type { TaskHandle } from "../task/registry.js"
+import { TaskRegistry } from "../task/registry.js"
+import { isCanonicalTaskId, shortTaskId } from "../task/spec.js"
+import { ServerConfig } from "./config.js"
+
+const roleName = (role: number) =>
+  role === 1 ? "sender" : role === 2 ? "receiver" : role === 3 ? "uploader" : role === 4 ? "downloader" : `role-${role}`
+
+/**
+ * One client connection: socket -> frames -> PDUs, handled a read's worth at
+ * a time. Before login only LOGIN_REQ and heartbeats are accepted; after it,
+ * transfer PDUs are decoded, checked for shape and posted in one batch to the
+ * task actor, which applies the protocol rules.
+ */
+export const handleClientConnection = (socket: Socket): Effect.Effect<void, never, TaskRegistry | ServerConfig> =>
+  Effect.gen(function* () {
+    const config = yield* ServerConfig
+    const registry = yield* TaskRegistry
+    const conn = yield* makeConnection(socket)
+    yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
+    const startedAt = Date.now()
+    const activity = { last: startedAt }
+    /** The task this connection posted a login to: it must hear when the connection goes. */
+    let joined: TaskHandle | undefined
+    let session: { readonly task: TaskHandle; readonly userId: number; readonly role: number } | undefined
+    const logUnknown = makeUnknownPduLog()
+
+    yield* watchIdle(activity, config.clientIdleTimeoutMs, () => conn.close("idle timeout"))
+    yield* Effect.forkScoped(
+      Effect.sleep(config.loginTimeoutMs).pipe(
+        Effect.zipRight(Effect.sync(() => session === undefined && conn.close("login timeout")))
+      )
+    )
+
+    const refuseLogin = (seq: number, taskId: string, reason: string) =>
+      Effect.sync(() => {
+        conn.write(encodePdu(Pdu.LoginRes, seq, { resultCode: ResultCode.Failed, taskId }))
+        conn.close(`login refused: ${reason}`)
+      }).pipe(Effect.zipRight(Effect.logInfo("login refused").pipe(Effect.annotateLogs({ reason }))))
+
+    const login = (frame: Frame): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        if (joined !== undefined) return conn.close("second LOGIN_REQ on one connection")
+        const decoded = Pdu.LoginReq.decodeBody(frameBody(frame))
+        if (Either.isLeft(decoded)) return yield* refuseLogin(frame.seq, "", decoded.left.message)
+        const req = decoded.right
+        if (!isFileRole(req.fileRole)) return yield* refuseLogin(frame.seq, req.taskId, `unknown role ${req.fileRole}`)
+        if (!isCanonicalTaskId(req.taskId)) return yield* refuseLogin(frame.seq, req.taskId, "malformed task id")
+        const task = registry.get(req.taskId)
+        if (task === undefined) return yield* refuseLogin(frame.seq, req.taskId, "unknown task")
+        const reply = yield* Deferred.make<LoginResult>()
+        const posted = yield* task.post({
+          _tag: "Login",
+          conn: conn.id,
+          seq: frame.seq,
+          userId: req.userId,
+          role: req.fileRole,
+          connection: conn,
+          taskIdAsSent: req.taskId,
+          reply
+        })
+        if (!posted) return yield* refuseLogin(frame.seq, req.taskId, "task has ended")
+        joined = task
+        const result = yield* Effect.raceFirst(
+          Deferred.await(reply),
+          Deferred.await(conn.closed).pipe(Effect.as<LoginResult>({ ok: false, reason: "connection closed" }))
+        )
+        const details = { task: shortTaskId(req.taskId), user: req.userId, role: roleName(req.fileRole) }
+        if (result.ok) {
+          session = { task, userId: req.userId, role: req.fileRole }
+          yield* Effect.logInfo("login").pipe(Effect.annotateLogs(details))
+        } else {
+          yield* Effect.logInfo("login refused").pipe(Effect.annotateLogs({ ...details, reason: result.reason }))
+        }
+      })
+
+    const transferMail = (frame: Frame): Mail | string => {
+      if (session === undefined) return "transfer PDU before login"
+      const body = frameBody(frame)
+      switch (frame.commandId) {
+        case FileCmd.PullDataReq: {
+          const d = Pdu.PullDataReq.decodeBody(body)
+          return Either.isLeft(d) ? d.left.message : { _tag: "PullReq", conn: conn.id, seq: frame.seq, msg: d.right, raw: frame.raw }
+        }
+        case FileCmd.PullDataRsp: {
+          const d = Pdu.PullDataRsp.decodeBody(body)
+          return Either.isLeft(d) ? d.left.message : { _tag: "PullRsp", conn: conn.id, seq: frame.seq, msg: d.right, raw: frame.raw }
+        }
+        default: {
+          const d = Pdu.State.decodeBody(body)
+          return Either.isLeft(d) ? d.left.message : { _tag: "State", conn: conn.id, seq: frame.seq, msg: d.right, raw: frame.raw }
+        }
+      }
+    }
+
+    const handleFrames = (frames: Iterable<Frame>): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        activity.last = Date.now()
+        const mail: Array<Mail> = []
+        for (const frame of frames) {
+          if (conn.isClosing()) break
+          if (frame.serviceId === ServiceId.Other && frame.commandId === OtherCmd.HeartBeat) {
+            conn.write(frame.raw)
+            continue
+          }
+          if (frame.serviceId === ServiceId.File) {
+            if (frame.commandId === FileCmd.LoginReq) {
+              yield* login(frame)
+              continue
+            }
+            if (
+              frame.commandId === FileCmd.PullDataReq ||
+              frame.commandId === FileCmd.PullDataRsp ||
+              frame.commandId === FileCmd.State
+            ) {
+              const m = transferMail(frame)
+              if (typeof m === "string") {
+                yield* Effect.logWarning("protocol error").pipe(Effect.annotateLogs({ reason: m }))
+                conn.close(m)
+                break
+              }
+              mail.push(m)
+              continue
+            }
+          }
+          yield* logUnknown(frame)
+        }
+        if (mail.length > 0 && session !== undefined && !(yield* session.task.postAll(mail))) conn.close("task has ended")
+      })
+
+    const result = yield* socketChunks(socket).pipe(
+      decodeFrames(config.maxFrameBytes),
+      Stream.runForEachChunk(handleFrames),
+      Effect.either
+    )
+    if (Either.isLeft(result)) {
+      yield* Effect.logWarning("connection error").pipe(Effect.annotateLogs({ error: result.left.message }))
+      conn.close(result.left.message)
+    }
+    if (joined !== undefined) yield* joined.post({ _tag: "Left", conn: conn.id })
+    yield* Effect.logInfo("client disconnected").pipe(
+      Effect.annotateLogs({
+        reason: conn.closeReason() ?? "peer closed",
+        durationMs: Date.now() - startedAt,
+        ...(session ? { task: shortTaskId(session.task.spec.taskId), user: session.userId, role: roleName(session.role) } : {})
+      })
+    )
+  }).pipe(Effect.scoped, Effect.annotateLogs({ port: "client", remote: `${socket.remoteAddress}:${socket.remotePort}` }))

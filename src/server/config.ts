@@ -1,0 +1,48 @@
+import { Context, Layer } from "effect"
+import { DEFAULT_MAX_FRAME_BYTES } from "../protocol/frame.js"
+
+/** Every setting of the daemon, already validated. Swap the Layer to configure it another way. */
+export interface ServerSettings {
+  /** Addresses the client port listens on (TeamTalk's `ClientListenIP` list). */
+  readonly clientHosts: ReadonlyArray<string>
+  readonly clientPort: number
+  readonly msgHost: string
+  readonly msgPort: number
+  /** Addresses told to msg_server for clients to dial; empty means "derive from the client listeners". */
+  readonly advertise: ReadonlyArray<{ readonly ip: string; readonly port: number | undefined }>
+  readonly dataDir: string
+  /** An online task nobody is connected to ends after this long. */
+  readonly taskTimeoutMs: number
+  readonly maxFrameBytes: number
+  /** A client connection that has not logged in by then is closed. */
+  readonly loginTimeoutMs: number
+  /** A logged-in client that sends nothing for this long is closed (clients heartbeat every 30 s). */
+  readonly clientIdleTimeoutMs: number
+  /** A msg_server link silent this long is closed (msg_server heartbeats every 5 s). */
+  readonly msgIdleTimeoutMs: number
+  /** Pulls a receiver may have outstanding at once. */
+  readonly maxPullsInFlight: number
+  readonly logLevel: "debug" | "info" | "warning" | "error"
+}
+
+export const defaultSettings: ServerSettings = {
+  clientHosts: ["0.0.0.0"],
+  clientPort: 8600,
+  msgHost: "127.0.0.1",
+  msgPort: 8601,
+  advertise: [],
+  dataDir: "./data",
+  taskTimeoutMs: 60_000,
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  loginTimeoutMs: 30_000,
+  clientIdleTimeoutMs: 120_000,
+  msgIdleTimeoutMs: 30_000,
+  maxPullsInFlight: 256,
+  logLevel: "info"
+}
+
+export class ServerConfig extends Context.Tag("tt-file-server/ServerConfig")<ServerConfig, ServerSettings>() {
+  static readonly layer = (overrides: Partial<ServerSettings> = {}) =>
+    Layer.succeed(ServerConfig, { ...defaultSettings, ...overrides })
+}
+

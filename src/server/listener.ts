@@ -1,0 +1,50 @@
+import { Data, Effect, FiberSet } from "effect"
+import type { Scope } from "effect"
+import { createServer } from "node:net"
+import type { Socket } from "node:net"
+
+export class ListenError extends Data.TaggedError("ListenError")<{
+  readonly host: string
+  readonly port: number
+  readonly cause: unknown
+}> {
+  override get message() {
+    return `cannot listen on ${this.host}:${this.port}: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+  }
+}
+
+export interface BoundAddress {
+  readonly host: string
+  readonly port: number
+}
+
+/**
+ * Listens on host:port for the life of the scope and runs `handle` for each
+ * accepted socket as a fiber of that scope: closing the scope stops accepting
+ * and interrupts every connection fiber (whose own scopes destroy the sockets).
+ */
+export const listen = <R>(
+  host: string,
+  port: number,
+  handle: (socket: Socket) => Effect.Effect<void, never, R>
+): Effect.Effect<BoundAddress, ListenError, R | Scope.Scope> =>
+  Effect.gen(function* () {
+    const runFork = yield* FiberSet.makeRuntime<R, void, never>()
+    const server = createServer({ noDelay: true })
+    server.on("connection", (socket) => {
+      runFork(handle(socket))
+    })
+    const bound = yield* Effect.async<BoundAddress, ListenError>((resume) => {
+      const onError = (cause: Error) => resume(Effect.fail(new ListenError({ host, port, cause })))
+      server.once("error", onError)
+      server.listen({ host, port }, () => {
+        server.off("error", onError)
+        const address = server.address()
+        resume(Effect.succeed({ host, port: typeof address === "object" && address ? address.port : port }))
+      })
+    })
+    server.on("error", (cause) => runFork(Effect.logError("listener error", cause)))
+    // Runs before the FiberSet's finalizer: stop accepting first, then the connections go.
+    yield* Effect.addFinalizer(() => Effect.sync(() => server.close()))
+    return bound
+  })

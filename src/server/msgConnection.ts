@@ -1,0 +1,110 @@
+import { Effect, Either, Stream } from "effect"
+import type { Socket } from "node:net"
+import { makeConnection } from "../connection/connection.js"
+import { decodeFrames } from "../connection/frameStream.js"
+import { socketChunks } from "../connection/socketSource.js"
+import { makeUnknownPduLog } from "../connection/unknownPdu.js"
+import { watchIdle } from "../connection/watchdog.js"
+import { isTransferMode, OtherCmd, ResultCode, ServiceId } from "../protocol/commands.js"
+import type { Frame } from "../protocol/frame.js"
+import { frameBody } from "../protocol/frame.js"
+import type { IpAddr, TransferReq } from "../protocol/messages.js"
+import { encodePdu, Pdu } from "../protocol/messages.js"
+import { TaskRegistry } from "../task/registry.js"
+import { shortTaskId } from "../task/spec.js"
+import { ServerConfig } from "./config.js"
+
+const EMPTY = new Uint8Array(0)
+
+/**
+ * One msg_server link: IP list requests, task creation, heartbeats. A bad
+ * request gets result_code 1 and the link stays open; only a framing error
+ * (or 30 s of silence) closes it.
+ */
+export const handleMsgConnection =
+  (advertised: ReadonlyArray<IpAddr>) =>
+  (socket: Socket): Effect.Effect<void, never, TaskRegistry | ServerConfig> =>
+    Effect.gen(function* () {
+      const config = yield* ServerConfig
+      const registry = yield* TaskRegistry
+      const conn = yield* makeConnection(socket)
+      yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
+      const activity = { last: Date.now() }
+      const logUnknown = makeUnknownPduLog()
+      yield* watchIdle(activity, config.msgIdleTimeoutMs, () => conn.close("idle timeout"))
+      yield* Effect.logInfo("msg_server connected")
+
+      const transfer = (frame: Frame): Effect.Effect<void> =>
+        Effect.gen(function* () {
+          const decoded = Pdu.TransferReq.decodeBody(frameBody(frame))
+          const fail = (req: Partial<TransferReq>, reason: string) =>
+            Effect.sync(() =>
+              conn.write(
+                encodePdu(Pdu.TransferRsp, frame.seq, {
+                  resultCode: ResultCode.Failed,
+                  fromUserId: req.fromUserId ?? 0,
+                  toUserId: req.toUserId ?? 0,
+                  ...(req.fileName !== undefined ? { fileName: req.fileName } : {}),
+                  ...(req.fileSize !== undefined ? { fileSize: req.fileSize } : {}),
+                  taskId: "",
+                  ...(req.transMode !== undefined ? { transMode: req.transMode } : {}),
+                  attachData: req.attachData ?? EMPTY
+                })
+              )
+            ).pipe(Effect.zipRight(Effect.logWarning("task creation refused").pipe(Effect.annotateLogs({ reason }))))
+          if (Either.isLeft(decoded)) return yield* fail({}, decoded.left.message)
+          const req = decoded.right
+          if (!isTransferMode(req.transMode)) return yield* fail(req, `unknown trans_mode ${req.transMode}`)
+          const created = yield* registry
+            .create({ fromUserId: req.fromUserId, toUserId: req.toUserId, fileName: req.fileName, fileSize: req.fileSize, mode: req.transMode })
+            .pipe(Effect.either)
+          if (Either.isLeft(created)) return yield* fail(req, created.left.reason)
+          conn.write(
+            encodePdu(Pdu.TransferRsp, frame.seq, {
+              resultCode: ResultCode.Ok,
+              fromUserId: req.fromUserId,
+              toUserId: req.toUserId,
+              fileName: req.fileName,
+              fileSize: req.fileSize,
+              taskId: created.right.taskId,
+              transMode: req.transMode,
+              attachData: req.attachData ?? EMPTY
+            })
+          )
+          yield* Effect.logDebug("transfer request answered").pipe(Effect.annotateLogs({ task: shortTaskId(created.right.taskId) }))
+        })
+
+      const handleFrames = (frames: Iterable<Frame>): Effect.Effect<void> =>
+        Effect.gen(function* () {
+          activity.last = Date.now()
+          for (const frame of frames) {
+            if (conn.isClosing()) break
+            if (frame.serviceId === ServiceId.Other) {
+              if (frame.commandId === OtherCmd.HeartBeat) {
+                conn.write(frame.raw)
+                continue
+              }
+              if (frame.commandId === OtherCmd.FileServerIpReq) {
+                conn.write(encodePdu(Pdu.ServerIpRsp, frame.seq, { ipAddrList: advertised }))
+                continue
+              }
+              if (frame.commandId === OtherCmd.FileTransferReq) {
+                yield* transfer(frame)
+                continue
+              }
+            }
+            yield* logUnknown(frame)
+          }
+        })
+
+      const result = yield* socketChunks(socket).pipe(
+        decodeFrames(config.maxFrameBytes),
+        Stream.runForEachChunk(handleFrames),
+        Effect.either
+      )
+      if (Either.isLeft(result)) {
+        yield* Effect.logWarning("connection error").pipe(Effect.annotateLogs({ error: result.left.message }))
+        conn.close(result.left.message)
+      }
+      yield* Effect.logInfo("msg_server disconnected").pipe(Effect.annotateLogs({ reason: conn.closeReason() ?? "peer closed" }))
+    }).pipe(Effect.scoped, Effect.annotateLogs({ port: "msg", remote: `${socket.remoteAddress}:${socket.remotePort}` }))

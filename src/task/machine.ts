@@ -1,0 +1,215 @@
+/**
+ * The online-transfer state machine, as a pure function
+ * `step(state, event) -> [state, commands]`. It knows connections only by id;
+ * the task actor (actor.ts) feeds it events and carries out its commands.
+ * See docs/architecture.md for the states and docs/protocol.md for the rules.
+ */
+import type { Buffer } from "node:buffer"
+import { FileRole, FileState, TransferMode } from "../protocol/commands.js"
+import type { FileStateMsg, PullDataReq, PullDataRsp } from "../protocol/messages.js"
+import type { TaskSpec } from "./spec.js"
+
+export type ConnId = number
+
+export type Phase =
+  | "Ready"
+  | "WaitingReceiver"
+  | "WaitingSender"
+  | "WaitingTransfer"
+  | "Transferring"
+  | "Ended"
+
+/** Why a task ended; also the label of the "failed/completed by reason" figures. */
+export type Outcome = "done" | "cancelled" | "refused" | "peer-left" | "protocol-error" | "expired" | "shutdown"
+
+export interface PendingPull {
+  readonly offset: number
+  readonly size: number
+  readonly seq: number
+}
+
+export interface TaskState {
+  readonly spec: TaskSpec
+  readonly phase: Phase
+  readonly sender: ConnId | undefined
+  readonly receiver: ConnId | undefined
+  /** Pulls forwarded to the sender and not yet answered, oldest first. */
+  readonly pulls: ReadonlyArray<PendingPull>
+  readonly bytesRelayed: number
+  readonly outcome: Outcome | undefined
+}
+
+export interface Limits {
+  /** Largest file_data a forwarded PULL_DATA_RSP can carry. */
+  readonly maxBlockBytes: number
+  /** Pulls a receiver may have outstanding at once. */
+  readonly maxPullsInFlight: number
+}
+
+export type TaskEvent =
+  | { readonly _tag: "Login"; readonly conn: ConnId; readonly seq: number; readonly userId: number; readonly role: number }
+  | { readonly _tag: "PullReq"; readonly conn: ConnId; readonly seq: number; readonly msg: PullDataReq; readonly raw: Buffer }
+  | { readonly _tag: "PullRsp"; readonly conn: ConnId; readonly seq: number; readonly msg: PullDataRsp; readonly raw: Buffer }
+  | { readonly _tag: "State"; readonly conn: ConnId; readonly seq: number; readonly msg: FileStateMsg; readonly raw: Buffer }
+  | { readonly _tag: "Left"; readonly conn: ConnId }
+  | { readonly _tag: "Expired" }
+  | { readonly _tag: "Shutdown" }
+
+export type Command =
+  | { readonly _tag: "LoginOk"; readonly conn: ConnId; readonly seq: number; readonly role: FileRole }
+  | { readonly _tag: "LoginRefused"; readonly conn: ConnId; readonly seq: number; readonly reason: string }
+  /** Write `raw` (a received PDU) to `to` with its seq set to `seq`. */
+  | { readonly _tag: "Forward"; readonly to: ConnId; readonly raw: Buffer; readonly seq: number; readonly dataBytes: number }
+  /** A pull the server had to shorten: re-encoded with the clamped size, the receiver's seq kept. */
+  | { readonly _tag: "SendPull"; readonly to: ConnId; readonly seq: number; readonly msg: PullDataReq }
+  /** An empty block answering a pull at or past the end of the file. */
+  | { readonly _tag: "SendEmptyBlock"; readonly to: ConnId; readonly seq: number; readonly offset: number }
+  | { readonly _tag: "SendState"; readonly to: ConnId; readonly state: FileState; readonly userId: number }
+  | { readonly _tag: "Close"; readonly conn: ConnId; readonly reason: string }
+  | { readonly _tag: "ArmIdleTimer" }
+  | { readonly _tag: "DisarmIdleTimer" }
+  | { readonly _tag: "End"; readonly outcome: Outcome; readonly reason: string }
+
+export type Step = readonly [TaskState, ReadonlyArray<Command>]
+
+export const initialState = (spec: TaskSpec): TaskState => ({
+  spec,
+  phase: "Ready",
+  sender: undefined,
+  receiver: undefined,
+  pulls: [],
+  bytesRelayed: 0,
+  outcome: undefined
+})
+
+/** Commands to run when the actor starts: nobody is connected yet, so the idle clock runs. */
+export const startCommands: ReadonlyArray<Command> = [{ _tag: "ArmIdleTimer" }]
+
+export const isTerminal = (s: TaskState): boolean => s.phase === "Ended"
+
+const bothIn = (s: TaskState) => s.sender !== undefined && s.receiver !== undefined
+
+const end = (s: TaskState, outcome: Outcome, reason: string, commands: Array<Command>): Step => {
+  for (const conn of [s.sender, s.receiver]) {
+    if (conn !== undefined) commands.push({ _tag: "Close", conn, reason })
+  }
+  commands.push({ _tag: "DisarmIdleTimer" }, { _tag: "End", outcome, reason })
+  return [{ ...s, phase: "Ended", sender: undefined, receiver: undefined, pulls: [], outcome }, commands]
+}
+
+/** A party left (or was thrown out): once both were in, the other side is told CANCEL and the task ends. */
+const partyGone = (s: TaskState, conn: ConnId, reason: string, commands: Array<Command>): Step => {
+  const isSender = conn === s.sender
+  if (!isSender && conn !== s.receiver) return [s, commands]
+  const other = isSender ? s.receiver : s.sender
+  if (other !== undefined) {
+    const leaver = isSender ? s.spec.fromUserId : s.spec.toUserId
+    commands.push({ _tag: "SendState", to: other, state: FileState.Cancel, userId: leaver })
+    return end(isSender ? { ...s, sender: undefined } : { ...s, receiver: undefined }, "peer-left", reason, commands)
+  }
+  commands.push({ _tag: "ArmIdleTimer" })
+  return [{ ...s, phase: "Ready", sender: undefined, receiver: undefined, pulls: [] }, commands]
+}
+
+const violation = (s: TaskState, conn: ConnId, reason: string): Step =>
+  partyGone(s, conn, reason, [{ _tag: "Close", conn, reason }])
+
+const login = (s: TaskState, e: Extract<TaskEvent, { _tag: "Login" }>): Step => {
+  const refuse = (reason: string): Step => [s, [{ _tag: "LoginRefused", conn: e.conn, seq: e.seq, reason }]]
+  if (isTerminal(s)) return refuse("task has ended")
+  if (s.spec.mode !== TransferMode.Online) return refuse("offline transfers are not served by this task")
+  if (e.role !== FileRole.Sender && e.role !== FileRole.Receiver) return refuse(`role ${e.role} does not fit an online task`)
+  const isSender = e.role === FileRole.Sender
+  if (e.userId !== (isSender ? s.spec.fromUserId : s.spec.toUserId)) return refuse(`user ${e.userId} is not this task's ${isSender ? "sender" : "receiver"}`)
+  if ((isSender ? s.sender : s.receiver) !== undefined) return refuse(`${isSender ? "sender" : "receiver"} already connected`)
+  const next: TaskState = isSender ? { ...s, sender: e.conn } : { ...s, receiver: e.conn }
+  const commands: Array<Command> = [{ _tag: "LoginOk", conn: e.conn, seq: e.seq, role: e.role }]
+  if (s.sender === undefined && s.receiver === undefined) commands.push({ _tag: "DisarmIdleTimer" })
+  if (bothIn(next)) {
+    commands.push({ _tag: "SendState", to: next.receiver!, state: FileState.PeerReady, userId: s.spec.fromUserId })
+    return [{ ...next, phase: "WaitingTransfer" }, commands]
+  }
+  return [{ ...next, phase: isSender ? "WaitingReceiver" : "WaitingSender" }, commands]
+}
+
+const pullReq = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullReq" }>, limits: Limits): Step => {
+  if (e.conn !== s.receiver) return violation(s, e.conn, "PULL_DATA_REQ from a party that is not the receiver")
+  const { msg } = e
+  if (msg.taskId !== s.spec.taskId) return violation(s, e.conn, "PULL_DATA_REQ for another task")
+  if (msg.userId !== s.spec.toUserId) return violation(s, e.conn, "PULL_DATA_REQ from the wrong user")
+  if (!bothIn(s)) return violation(s, e.conn, "PULL_DATA_REQ before the sender is connected")
+  if (msg.dataSize > limits.maxBlockBytes) return violation(s, e.conn, `PULL_DATA_REQ of ${msg.dataSize} bytes exceeds the largest block`)
+  const state: TaskState = { ...s, phase: "Transferring" }
+  if (msg.offset >= s.spec.fileSize || msg.dataSize === 0) {
+    return [state, [{ _tag: "SendEmptyBlock", to: e.conn, seq: e.seq, offset: msg.offset }]]
+  }
+  if (s.pulls.length >= limits.maxPullsInFlight) return violation(s, e.conn, "too many pulls in flight")
+  const size = Math.min(msg.dataSize, s.spec.fileSize - msg.offset)
+  const command: Command =
+    size === msg.dataSize
+      ? { _tag: "Forward", to: s.sender!, raw: e.raw, seq: e.seq, dataBytes: 0 }
+      : { _tag: "SendPull", to: s.sender!, seq: e.seq, msg: { ...msg, dataSize: size } }
+  return [{ ...state, pulls: [...s.pulls, { offset: msg.offset, size, seq: e.seq }] }, [command]]
+}
+
+const pullRsp = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullRsp" }>): Step => {
+  if (e.conn !== s.sender) return violation(s, e.conn, "PULL_DATA_RSP from a party that is not the sender")
+  const { msg } = e
+  if (msg.taskId !== s.spec.taskId) return violation(s, e.conn, "PULL_DATA_RSP for another task")
+  if (msg.userId !== s.spec.fromUserId) return violation(s, e.conn, "PULL_DATA_RSP from the wrong user")
+  const index = s.pulls.findIndex((p) => p.offset === msg.offset)
+  if (index < 0) return violation(s, e.conn, `PULL_DATA_RSP at offset ${msg.offset} answers no outstanding pull`)
+  const pull = s.pulls[index]!
+  if (msg.resultCode === 0 && msg.fileData.length !== pull.size) {
+    return violation(s, e.conn, `PULL_DATA_RSP carries ${msg.fileData.length} bytes where ${pull.size} were asked`)
+  }
+  const pulls = index === 0 ? s.pulls.slice(1) : [...s.pulls.slice(0, index), ...s.pulls.slice(index + 1)]
+  return [
+    { ...s, pulls, bytesRelayed: s.bytesRelayed + msg.fileData.length },
+    [{ _tag: "Forward", to: s.receiver!, raw: e.raw, seq: pull.seq, dataBytes: msg.fileData.length }]
+  ]
+}
+
+const fileState = (s: TaskState, e: Extract<TaskEvent, { _tag: "State" }>): Step => {
+  const isSender = e.conn === s.sender
+  if (!isSender && e.conn !== s.receiver) return violation(s, e.conn, "FILE_STATE from a connection outside the task")
+  const { msg } = e
+  if (msg.taskId !== s.spec.taskId) return violation(s, e.conn, "FILE_STATE for another task")
+  if (msg.userId !== (isSender ? s.spec.fromUserId : s.spec.toUserId)) return violation(s, e.conn, "FILE_STATE from the wrong user")
+  if (msg.state === FileState.PeerReady) return [s, []]
+  const other = isSender ? s.receiver : s.sender
+  const commands: Array<Command> = []
+  if (other !== undefined) commands.push({ _tag: "Forward", to: other, raw: e.raw, seq: e.seq, dataBytes: 0 })
+  const outcome: Outcome = msg.state === FileState.Done ? "done" : msg.state === FileState.Refuse ? "refused" : "cancelled"
+  const who = isSender ? "sender" : "receiver"
+  return end(s, outcome, `${who} sent ${outcome === "done" ? "DONE" : outcome === "refused" ? "REFUSE" : "CANCEL"}`, commands)
+}
+
+export const step = (s: TaskState, e: TaskEvent, limits: Limits): Step => {
+  if (isTerminal(s)) {
+    return e._tag === "Login" ? [s, [{ _tag: "LoginRefused", conn: e.conn, seq: e.seq, reason: "task has ended" }]] : [s, []]
+  }
+  switch (e._tag) {
+    case "Login":
+      return login(s, e)
+    case "PullReq":
+      return pullReq(s, e, limits)
+    case "PullRsp":
+      return pullRsp(s, e)
+    case "State":
+      return fileState(s, e)
+    case "Left":
+      return partyGone(s, e.conn, "connection closed", [])
+    case "Expired":
+      return s.sender === undefined && s.receiver === undefined ? end(s, "expired", "nobody connected before the task timeout", []) : [s, []]
+    case "Shutdown": {
+      const commands: Array<Command> = []
+      const note = (to: ConnId | undefined, userId: number) => {
+        if (to !== undefined) commands.push({ _tag: "SendState", to, state: FileState.Cancel, userId })
+      }
+      note(s.receiver, s.spec.fromUserId)
+      note(s.sender, s.spec.toUserId)
+      return end(s, "shutdown", "server shutting down", commands)
+    }
+  }
+}
