@@ -61,13 +61,17 @@ export const makeConnection = (socket: Socket): Effect.Effect<Connection> =>
       },
       awaitDrain: Effect.async<void>((resume) => {
         if (!socket.writableNeedDrain || socket.destroyed) return resume(Effect.void)
-        const done = () => resume(Effect.void)
-        socket.once("drain", done)
-        socket.once("close", done)
-        return Effect.sync(() => {
+        const detach = () => {
           socket.off("drain", done)
           socket.off("close", done)
-        })
+        }
+        const done = () => {
+          detach()
+          resume(Effect.void)
+        }
+        socket.on("drain", done)
+        socket.on("close", done)
+        return Effect.sync(detach)
       }),
       close: (reason) => {
         if (closeReason !== undefined) return

@@ -183,5 +183,8 @@ export const encodePdu = <A>(type: PduType<A>, seq: number, message: A): Buffer 
   encodeFrame(type.serviceId, type.commandId, seq, type.encodeBody(message))
 
 /** True when `frame` has the service and command of `type`. */
-export const isPdu = (frame: { readonly serviceId: number; readonly commandId: number }, type: PduType<unknown>) =>
+export const isPdu = (
+  frame: { readonly serviceId: number; readonly commandId: number },
+  type: { readonly serviceId: number; readonly commandId: number }
+): boolean =>
   frame.serviceId === type.serviceId && frame.commandId === type.commandId

@@ -1,0 +1,10 @@
+/** Library entry: the server's Layers and services, the protocol codecs, and the client SDK. */
+export * as Client from "./client/index.js"
+export * from "./protocol/commands.js"
+export * from "./protocol/frame.js"
+export * from "./protocol/header.js"
+export * from "./protocol/messages.js"
+export { ServerLive, ListeningAddresses } from "./server/app.js"
+export { ServerConfig, defaultSettings } from "./server/config.js"
+export type { ServerSettings } from "./server/config.js"
+export { TaskRegistry } from "./task/registry.js"
