@@ -22,7 +22,7 @@ const exitCode = (exit: Exit.Exit<unknown, unknown>): number => {
   const failure = Cause.failureOption(exit.cause)
   if (failure._tag === "Some") {
     const error = failure.value as { _tag?: string }
-    if (error._tag === "UsageError" || error._tag === "ValidationError" || isCliValidationError(error)) return 2
+    if (error._tag === "UsageError" || isCliValidationError(error)) return 2
   }
   return 1
 }
@@ -33,12 +33,20 @@ const isCliValidationError = (error: unknown): boolean =>
     (error as { _tag: string })._tag
   )
 
-const program = cli(process.argv).pipe(
-  Effect.tapErrorTag("UsageError", (e) => Effect.sync(() => console.error(`tt-file-server: ${e.message}`))),
-  Effect.provide(NodeContext.layer)
-)
+/** @effect/cli prints its own usage errors; ours and start-up failures get one line on stderr. */
+const report = (cause: Cause.Cause<unknown>) =>
+  Effect.sync(() => {
+    if (Cause.isInterruptedOnly(cause)) return
+    const failure = Cause.failureOption(cause)
+    if (failure._tag === "Some" && isCliValidationError(failure.value)) return
+    const error = failure._tag === "Some" ? failure.value : Cause.squash(cause)
+    console.error(`tt-file-server: ${error instanceof Error ? error.message : String(error)}`)
+  })
+
+const program = cli(process.argv).pipe(Effect.tapErrorCause(report), Effect.provide(NodeContext.layer))
 
 NodeRuntime.runMain(program, {
   disableErrorReporting: true,
+  disablePrettyLogger: true,
   teardown: (exit, onExit) => onExit(exitCode(exit))
 })

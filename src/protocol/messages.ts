@@ -144,6 +144,17 @@ export interface PduType<A> {
 
 const pduType = <A>(serviceId: number, commandId: number, typeName: string): PduType<A> => {
   const type = root.lookupType(typeName)
+  // protobufjs serves absent optional fields from the prototype (defaults, and a
+  // plain Array for bytes); copying the own properties leaves them undefined as
+  // typed. Only types with optional fields pay for the copy.
+  const hasOptional = type.fieldsArray.some((f) => f.optional && !f.repeated)
+  const repeated = type.fieldsArray.filter((f) => f.repeated).map((f) => f.name)
+  const present = (message: protobuf.Message): A => {
+    if (!hasOptional) return message as unknown as A
+    const out: Record<string, unknown> = { ...message }
+    for (const name of repeated) out[name] ??= []
+    return out as A
+  }
   return {
     name: typeName,
     serviceId,
@@ -151,7 +162,7 @@ const pduType = <A>(serviceId: number, commandId: number, typeName: string): Pdu
     encodeBody: (message) => type.encode(message as object).finish(),
     decodeBody: (body) => {
       try {
-        return Either.right(type.decode(body) as unknown as A)
+        return Either.right(present(type.decode(body)))
       } catch (cause) {
         return Either.left(new BodyDecodeError({ type: typeName, cause }))
       }

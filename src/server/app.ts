@@ -36,6 +36,7 @@ const portsLive = Layer.scoped(
     const client = yield* Effect.forEach(config.clientHosts, (host) => listen(host, config.clientPort, handleClientConnection))
     const advertised = advertisedAddresses(config, client)
     const msg = yield* listen(config.msgHost, config.msgPort, handleMsgConnection(advertised))
+    yield* Effect.logInfo("started").pipe(Effect.annotateLogs({ pid: process.pid, node: process.version }))
     for (const c of client) yield* Effect.logInfo("listening").pipe(Effect.annotateLogs({ port: "client", host: c.host, bound: c.port }))
     yield* Effect.logInfo("listening").pipe(Effect.annotateLogs({ port: "msg", host: msg.host, bound: msg.port }))
     yield* Effect.logInfo("advertising").pipe(Effect.annotateLogs({ addresses: advertised.map((a) => `${a.ip}:${a.port}`).join(",") }))

@@ -1,4 +1,4 @@
-import { Context, Data, Effect, Exit, FiberMap, Layer, Queue } from "effect"
+import { Context, Data, Effect, Exit, FiberMap, FiberRef, HashMap, Layer, Queue } from "effect"
 import { randomUUID } from "node:crypto"
 import { maxBlockBytes } from "../protocol/dataBlock.js"
 import type { TransferMode } from "../protocol/commands.js"
@@ -112,7 +112,9 @@ export const make = Effect.gen(function* () {
           }
         }).pipe(
           Effect.tap(logEnd),
-          Effect.ensuring(Effect.sync(() => tasks.delete(taskId)))
+          Effect.ensuring(Effect.sync(() => tasks.delete(taskId))),
+          // The actor outlives the msg_server link that created it: its logs must not carry that link's annotations.
+          Effect.locally(FiberRef.currentLogAnnotations, HashMap.empty())
         )
       )
       yield* Effect.logInfo("task created").pipe(

@@ -9,7 +9,7 @@ const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex")
 
 describe("online transfer", () => {
   for (const size of [0, 1, 32767, 32768, 32769, 8 * 1024 * 1024]) {
-    it.scoped(`relays ${size} bytes intact`, () =>
+    it.scopedLive(`relays ${size} bytes intact`, () =>
       Effect.gen(function* () {
         const server = yield* startServer()
         const data = randomBytes(size)

@@ -24,7 +24,8 @@ export const tempDir = Effect.acquireRelease(
 
 /**
  * The real server, in-process, on 127.0.0.1 with free ports, for the life of
- * the scope. Logs are silenced unless TTFS_TEST_LOGS is set.
+ * the scope. Logs are silenced unless TTFS_TEST_LOGS is set. Use it under
+ * `it.scopedLive`: the server runs on the clock of the fiber that builds it.
  */
 export const startServer = (overrides: Partial<ServerSettings> = {}): Effect.Effect<TestServer, unknown, Scope.Scope> =>
   Effect.gen(function* () {

@@ -1,0 +1,68 @@
+import { Effect } from "effect"
+import type { Scope } from "effect"
+import { spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
+
+export const repoRoot = fileURLToPath(new URL("../..", import.meta.url))
+
+export interface Daemon {
+  readonly process: ChildProcess
+  readonly clientPort: number
+  readonly msgPort: number
+  /** The daemon's own pid (npm start runs it as a child of npm). */
+  readonly pid: number
+  /** Every stdout line so far, parsed as JSON where it is JSON. */
+  readonly logs: Array<Record<string, unknown>>
+  /** Resolves with the exit code once the process has exited. */
+  readonly exited: Promise<number | null>
+}
+
+/**
+ * Starts the daemon exactly as the README says (`npm start -- [flags]`) and
+ * waits for its "listening" log lines; its process group gets SIGTERM (then
+ * SIGKILL) when the scope closes, if it is still running.
+ */
+export const startDaemon = (flags: ReadonlyArray<string>): Effect.Effect<Daemon, Error, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<Daemon, Error>((resume) => {
+      const child = spawn("npm", ["start", "--silent", "--", "--client-host", "127.0.0.1", "--client-port", "0", "--msg-port", "0", ...flags], {
+        cwd: repoRoot,
+        stdio: ["ignore", "pipe", "pipe"],
+        detached: true
+      })
+      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)))
+      const logs: Array<Record<string, unknown>> = []
+      let clientPort = 0
+      let msgPort = 0
+      let pid = 0
+      let stderr = ""
+      child.stderr!.on("data", (d) => (stderr += String(d)))
+      createInterface({ input: child.stdout! }).on("line", (line) => {
+        let entry: Record<string, unknown>
+        try {
+          entry = JSON.parse(line) as Record<string, unknown>
+        } catch {
+          entry = { raw: line }
+        }
+        logs.push(entry)
+        const a = entry.annotations as Record<string, unknown> | undefined
+        if (entry.message === "started" && a) pid = Number(a.pid)
+        if (entry.message === "listening" && a) {
+          if (a.port === "client") clientPort = Number(a.bound)
+          if (a.port === "msg") msgPort = Number(a.bound)
+          if (clientPort && msgPort) resume(Effect.succeed({ process: child, pid, clientPort, msgPort, logs, exited }))
+        }
+      })
+      void exited.then((code) => resume(Effect.fail(new Error(`daemon exited with ${code} before listening: ${stderr}`))))
+    }),
+    (d) =>
+      Effect.promise(async () => {
+        if (d.process.exitCode !== null) return
+        process.kill(-d.process.pid!, "SIGTERM")
+        const timer = setTimeout(() => process.kill(-d.process.pid!, "SIGKILL"), 10_000)
+        await d.exited
+        clearTimeout(timer)
+      })
+  )
