@@ -18,9 +18,10 @@ export interface Connection {
   /** Completes when the socket is closed, however that happened. */
   readonly closed: Deferred.Deferred<void>
   readonly isClosing: () => boolean
+  /** Writes at once. */
   readonly write: (bytes: Buffer) => void
-  /** Buffers later writes until `flush`, so one step's writes leave in one writev. */
-  readonly cork: () => void
+  /** Holds bytes until `flush`, so one actor step's writes leave together (one writev when several). */
+  readonly queue: (bytes: Buffer) => void
   readonly flush: () => void
   /** Waits until the socket's write buffer is below its high-water mark (or the socket closed). */
   readonly awaitDrain: Effect.Effect<void>
@@ -35,7 +36,7 @@ export const makeConnection = (socket: Socket): Effect.Effect<Connection> =>
     const id = nextConnectionId++
     const remote = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? 0}`
     let closeReason: string | undefined
-    let corked = false
+    let pending: Array<Buffer> = []
     socket.setNoDelay(true)
     socket.once("close", () => Deferred.unsafeDone(closed, Effect.void))
     const conn: Connection = {
@@ -47,17 +48,21 @@ export const makeConnection = (socket: Socket): Effect.Effect<Connection> =>
       write: (bytes) => {
         if (!socket.destroyed && !socket.writableEnded) socket.write(bytes)
       },
-      cork: () => {
-        if (!corked) {
-          corked = true
-          socket.cork()
-        }
+      queue: (bytes) => {
+        pending.push(bytes)
       },
       flush: () => {
-        if (corked) {
-          corked = false
-          socket.uncork()
+        if (pending.length === 0) return
+        const parts = pending
+        pending = []
+        if (socket.destroyed || socket.writableEnded) return
+        if (parts.length === 1) {
+          socket.write(parts[0]!)
+          return
         }
+        socket.cork()
+        for (const p of parts) socket.write(p)
+        socket.uncork()
       },
       awaitDrain: Effect.async<void>((resume) => {
         if (!socket.writableNeedDrain || socket.destroyed) return resume(Effect.void)

@@ -35,7 +35,7 @@ const MAX_BATCH = 64
 /**
  * Runs one task: takes batches of mail, steps the pure machine, carries out
  * its commands, and returns when the task ends. Writes of one batch leave
- * together (cork/uncork); before the next batch the actor waits for every
+ * together (one writev per connection); before the next batch the actor waits for every
  * connection it wrote to to drain, so a receiver that stops reading stops
  * the actor, whose full mailbox then stops the sender's connection reading.
  */
@@ -60,11 +60,8 @@ export const runTask = (options: {
       const write = (id: ConnId, bytes: Buffer) => {
         const conn = conns.get(id)
         if (conn === undefined) return
-        if (!written.has(conn)) {
-          written.add(conn)
-          conn.cork()
-        }
-        conn.write(bytes)
+        written.add(conn)
+        conn.queue(bytes)
       }
 
       const answerLogin = (id: ConnId, seq: number, ok: boolean, reason: string) => {
@@ -126,18 +123,29 @@ export const runTask = (options: {
         }
       }
 
-      const runAll = (commands: ReadonlyArray<Command>) =>
-        Effect.forEach(commands, (c) => run(c) ?? Effect.void, { discard: true })
+      /** Runs commands in order; the few that are effects (timers) are returned to be awaited, most steps have none. */
+      const runAll = (commands: ReadonlyArray<Command>): Effect.Effect<void> | undefined => {
+        let effects: Array<Effect.Effect<void>> | undefined
+        for (const c of commands) {
+          const e = run(c)
+          if (e !== undefined) (effects ??= []).push(e)
+        }
+        return effects && Effect.all(effects, { discard: true })
+      }
 
+      /** Sends what the step queued, then waits for the sockets that are over their high-water mark. */
       const flushWrites = Effect.suspend(() => {
         if (written.size === 0) return Effect.void
-        const targets = [...written]
+        let blocked: Array<Connection> | undefined
+        for (const conn of written) {
+          conn.flush()
+          if (conn.socket.writableNeedDrain) (blocked ??= []).push(conn)
+        }
         written.clear()
-        for (const conn of targets) conn.flush()
-        return Effect.forEach(targets, (conn) => conn.awaitDrain, { discard: true })
+        return blocked ? Effect.forEach(blocked, (conn) => conn.awaitDrain, { discard: true }) : Effect.void
       })
 
-      const handle = (mail: Mail): Effect.Effect<void> => {
+      const handle = (mail: Mail): Effect.Effect<void> | undefined => {
         if (mail._tag === "Login") {
           conns.set(mail.conn, mail.connection)
           logins.set(mail.conn, mail)
@@ -155,11 +163,12 @@ export const runTask = (options: {
         })
       )
       const startedAt = Date.now()
-      yield* runAll(startCommands)
+      yield* runAll(startCommands) ?? Effect.void
       while (!isTerminal(state)) {
         const batch = yield* Queue.takeBetween(mailbox, 1, MAX_BATCH)
         for (const mail of batch) {
-          yield* handle(mail)
+          const effect = handle(mail)
+          if (effect !== undefined) yield* effect
           if (isTerminal(state)) break
         }
         yield* flushWrites
@@ -170,7 +179,7 @@ export const runTask = (options: {
       const late = yield* Queue.takeAll(mailbox)
       yield* Queue.shutdown(mailbox)
       for (const mail of late) {
-        if (mail._tag === "Login") yield* handle(mail)
+        if (mail._tag === "Login") yield* handle(mail) ?? Effect.void
       }
       yield* flushWrites
       return {

@@ -1,0 +1,75 @@
+/** The bench's command line: `npm run bench -- [flags]`. */
+import { parseArgs } from "node:util"
+
+export interface BenchArgs {
+  readonly rounds: number
+  /** Transfer size in MiB. */
+  readonly sizeMiB: number
+  readonly blockKiB: number
+  readonly windows: ReadonlyArray<number>
+  /** Size of the unmeasured warm-up transfer per case, in MiB (0: none). */
+  readonly warmupMiB: number
+  /** Run both servers under node's --cpu-prof, profiles written to bench/results/profiles/. */
+  readonly cpuProf: boolean
+  /** Extra flags for node itself in both servers, split on whitespace (e.g. --perf-basic-prof). */
+  readonly nodeFlags: ReadonlyArray<string>
+  /** Extra flags for `serve`, split on whitespace. */
+  readonly daemonArgs: ReadonlyArray<string>
+  readonly out: string | undefined
+}
+
+export const usage = `Usage: npm run bench -- [flags]
+
+  --rounds N          interleaved rounds of every case (default 3)
+  --size MiB          bytes per transfer, in MiB (default 256)
+  --block KiB         pull size, in KiB (default 32)
+  --windows LIST      pull windows to measure, comma-separated (default 1,16)
+  --warmup MiB        unmeasured warm-up transfer per case before round 1 (default 16, 0 for none)
+  --cpu-prof          run both servers under node --cpu-prof (profiles in bench/results/profiles/)
+  --node-flags=STR    extra flags for node in both servers, e.g. --node-flags=--perf-basic-prof (for perf record -p PID)
+  --daemon-args=STR   extra flags for the daemon's serve command, e.g. --daemon-args="--max-frame-bytes 4194304"
+  --out FILE          where to write the JSON results (default bench/results/latest.json)
+  --help              this text
+`
+
+const positiveInt = (name: string, raw: string | undefined, fallback: number, allowZero = false): number => {
+  if (raw === undefined) return fallback
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < (allowZero ? 0 : 1)) throw new Error(`--${name} wants a ${allowZero ? "non-negative" : "positive"} integer, got "${raw}"`)
+  return n
+}
+
+const words = (s: string | undefined): Array<string> => (s ?? "").split(/\s+/).filter((a) => a.length > 0)
+
+/** Parses the flags; returns undefined after --help. Throws on bad flags. */
+export const parseBenchArgs = (argv: ReadonlyArray<string>): BenchArgs | undefined => {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      rounds: { type: "string" },
+      size: { type: "string" },
+      block: { type: "string" },
+      windows: { type: "string" },
+      warmup: { type: "string" },
+      "cpu-prof": { type: "boolean" },
+      "node-flags": { type: "string" },
+      "daemon-args": { type: "string" },
+      out: { type: "string" },
+      help: { type: "boolean" }
+    },
+    strict: true
+  })
+  if (values.help) return undefined
+  const windows = (values.windows ?? "1,16").split(",").map((w) => positiveInt("windows", w.trim(), 1))
+  return {
+    rounds: positiveInt("rounds", values.rounds, 3),
+    sizeMiB: positiveInt("size", values.size, 256),
+    blockKiB: positiveInt("block", values.block, 32),
+    windows,
+    warmupMiB: positiveInt("warmup", values.warmup, 16, true),
+    cpuProf: values["cpu-prof"] ?? false,
+    nodeFlags: words(values["node-flags"]),
+    daemonArgs: words(values["daemon-args"]),
+    out: values.out
+  }
+}

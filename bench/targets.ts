@@ -1,0 +1,110 @@
+/**
+ * The servers the bench drives with the same client: our daemon, started as
+ * the README says, and the bare relay (the ceiling). Each is a child process
+ * for the life of the scope.
+ */
+import { Effect } from "effect"
+import type { Scope } from "effect"
+import { randomUUID } from "node:crypto"
+import { mkdtemp, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import * as Client from "../src/client/index.js"
+import { TransferMode } from "../src/protocol/commands.js"
+import type { ServerProcess } from "./child.js"
+import { spawnServer } from "./child.js"
+import { BenchError } from "./errors.js"
+
+export type TargetName = "daemon" | "bare"
+
+export interface Address {
+  readonly host: string
+  readonly port: number
+}
+
+export interface TaskSpec {
+  readonly fromUserId: number
+  readonly toUserId: number
+  readonly fileName: string
+  readonly fileSize: number
+}
+
+export interface Target {
+  readonly name: TargetName
+  readonly process: ServerProcess
+  readonly client: Address
+  /** A task id for an online transfer, as a msg_server would obtain it. */
+  readonly newOnlineTask: (task: TaskSpec) => Effect.Effect<string, BenchError>
+}
+
+const HOST = "127.0.0.1"
+const daemonScript = fileURLToPath(new URL("../src/cli/main.js", import.meta.url))
+const relayScript = fileURLToPath(new URL("./bareRelay.js", import.meta.url))
+
+const clientError = (what: string) => (e: Client.ClientError) => new BenchError({ message: `${what}: ${e.message}` })
+
+export interface DaemonOptions {
+  /** Flags for node itself (e.g. --cpu-prof). */
+  readonly nodeFlags?: ReadonlyArray<string>
+  /** Extra `serve` flags (e.g. tuning flags under comparison). */
+  readonly serveArgs?: ReadonlyArray<string>
+}
+
+/** The daemon on free ports of 127.0.0.1, with a temporary data directory removed afterwards. */
+export const startDaemon = (options: DaemonOptions = {}): Effect.Effect<Target, BenchError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const dataDir = yield* Effect.acquireRelease(
+      Effect.promise(() => mkdtemp(join(tmpdir(), "ttfs-bench-"))),
+      (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
+    )
+    const proc = yield* spawnServer({
+      name: "daemon",
+      args: [
+        ...(options.nodeFlags ?? []),
+        daemonScript,
+        "serve",
+        "--client-host", HOST,
+        "--client-port", "0",
+        "--msg-host", HOST,
+        "--msg-port", "0",
+        "--data-dir", dataDir,
+        "--log-level", "info",
+        ...(options.serveArgs ?? [])
+      ],
+      ports: ["client", "msg"]
+    })
+    const msg = { host: HOST, port: proc.ports.msg! }
+    return {
+      name: "daemon",
+      process: proc,
+      client: { host: HOST, port: proc.ports.client! },
+      newOnlineTask: (task) =>
+        Effect.scoped(
+          Effect.gen(function* () {
+            const link = yield* Client.connectMsgLink(msg)
+            const rsp = yield* link.createTask({ ...task, mode: TransferMode.Online })
+            if (rsp.resultCode !== 0 || !rsp.taskId) {
+              return yield* new BenchError({ message: `the daemon refused to create a task (result ${rsp.resultCode})` })
+            }
+            return rsp.taskId
+          })
+        ).pipe(Effect.mapError((e) => (e instanceof BenchError ? e : clientError("task creation")(e))))
+    } satisfies Target
+  })
+
+/** The bare relay (bench/bareRelay.ts): no msg port, any task id goes. */
+export const startBareRelay = (options: { readonly nodeFlags?: ReadonlyArray<string> } = {}): Effect.Effect<Target, BenchError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const proc = yield* spawnServer({
+      name: "bare",
+      args: [...(options.nodeFlags ?? []), relayScript, "--host", HOST, "--port", "0"],
+      ports: ["client"]
+    })
+    return {
+      name: "bare",
+      process: proc,
+      client: { host: HOST, port: proc.ports.client! },
+      newOnlineTask: () => Effect.sync(() => randomUUID())
+    } satisfies Target
+  })
