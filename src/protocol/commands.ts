@@ -36,8 +36,6 @@ export type FileState = (typeof FileState)[keyof typeof FileState]
 export const FileRole = { Sender: 1, Receiver: 2, Uploader: 3, Downloader: 4 } as const
 export type FileRole = (typeof FileRole)[keyof typeof FileRole]
 
-export const isTransferMode = (n: number): n is TransferMode => n === 1 || n === 2
-export const isFileRole = (n: number): n is FileRole => n >= 1 && n <= 4 && Number.isInteger(n)
 
 /** LOGIN_RES and TRANSFER_RSP use 0 for success and 1 for any failure, as TeamTalk does. */
 export const ResultCode = { Ok: 0, Failed: 1 } as const

@@ -190,6 +190,25 @@ export const Pdu = {
   ServerIpRsp: pduType<ServerIpRsp>(ServiceId.Other, OtherCmd.FileServerIpRsp, "IM.Server.IMFileServerIPRsp")
 } as const
 
+/**
+ * The string in field `field` of a protobuf body, read without checking the
+ * rest: a refused LOGIN_REQ must echo its task id even when another field
+ * (an unknown role, say) makes the body undecodable. "" when absent or unreadable.
+ */
+export const peekStringField = (body: Uint8Array, field: number): string => {
+  try {
+    const reader = protobuf.Reader.create(body)
+    while (reader.pos < reader.len) {
+      const tag = reader.uint32()
+      if (tag >>> 3 === field && (tag & 7) === 2) return reader.string()
+      reader.skipType(tag & 7)
+    }
+  } catch {
+    // fall through: nothing readable
+  }
+  return ""
+}
+
 export const encodePdu = <A>(type: PduType<A>, seq: number, message: A): Buffer =>
   encodeFrame(type.serviceId, type.commandId, seq, type.encodeBody(message))
 

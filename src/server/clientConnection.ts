@@ -5,10 +5,10 @@ import { decodeFrames } from "../connection/frameStream.js"
 import { socketChunks } from "../connection/socketSource.js"
 import { makeUnknownPduLog } from "../connection/unknownPdu.js"
 import { watchIdle } from "../connection/watchdog.js"
-import { FileCmd, isFileRole, OtherCmd, ResultCode, ServiceId } from "../protocol/commands.js"
+import { FileCmd, OtherCmd, ResultCode, ServiceId } from "../protocol/commands.js"
 import type { Frame } from "../protocol/frame.js"
 import { frameBody } from "../protocol/frame.js"
-import { encodePdu, Pdu } from "../protocol/messages.js"
+import { encodePdu, Pdu, peekStringField } from "../protocol/messages.js"
 import type { LoginResult, Mail } from "../task/actor.js"
 import type { TaskHandle } from "../task/registry.js"
 import { TaskRegistry } from "../task/registry.js"
@@ -54,9 +54,8 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
       Effect.gen(function* () {
         if (joined !== undefined) return conn.close("second LOGIN_REQ on one connection")
         const decoded = Pdu.LoginReq.decodeBody(frameBody(frame))
-        if (Either.isLeft(decoded)) return yield* refuseLogin(frame.seq, "", decoded.left.message)
+        if (Either.isLeft(decoded)) return yield* refuseLogin(frame.seq, peekStringField(frameBody(frame), 2), decoded.left.message)
         const req = decoded.right
-        if (!isFileRole(req.fileRole)) return yield* refuseLogin(frame.seq, req.taskId, `unknown role ${req.fileRole}`)
         if (!isCanonicalTaskId(req.taskId)) return yield* refuseLogin(frame.seq, req.taskId, "malformed task id")
         const task = registry.get(req.taskId)
         if (task === undefined) return yield* refuseLogin(frame.seq, req.taskId, "unknown task")

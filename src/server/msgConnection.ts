@@ -5,7 +5,7 @@ import { decodeFrames } from "../connection/frameStream.js"
 import { socketChunks } from "../connection/socketSource.js"
 import { makeUnknownPduLog } from "../connection/unknownPdu.js"
 import { watchIdle } from "../connection/watchdog.js"
-import { isTransferMode, OtherCmd, ResultCode, ServiceId } from "../protocol/commands.js"
+import { OtherCmd, ResultCode, ServiceId } from "../protocol/commands.js"
 import type { Frame } from "../protocol/frame.js"
 import { frameBody } from "../protocol/frame.js"
 import type { IpAddr, TransferReq } from "../protocol/messages.js"
@@ -54,7 +54,6 @@ export const handleMsgConnection =
             ).pipe(Effect.zipRight(Effect.logWarning("task creation refused").pipe(Effect.annotateLogs({ reason }))))
           if (Either.isLeft(decoded)) return yield* fail({}, decoded.left.message)
           const req = decoded.right
-          if (!isTransferMode(req.transMode)) return yield* fail(req, `unknown trans_mode ${req.transMode}`)
           const created = yield* registry
             .create({ fromUserId: req.fromUserId, toUserId: req.toUserId, fileName: req.fileName, fileSize: req.fileSize, mode: req.transMode })
             .pipe(Effect.either)
