@@ -1,5 +1,5 @@
 import { Context, Effect, Layer } from "effect"
-import { mkdir } from "node:fs/promises"
+import * as DiskStore from "../storage/diskStore.js"
 import * as TaskRegistryLive from "../task/registry.js"
 import { advertisedAddresses } from "./advertise.js"
 import { handleClientConnection } from "./clientConnection.js"
@@ -19,16 +19,6 @@ export class ListeningAddresses extends Context.Tag("tt-file-server/ListeningAdd
   }
 >() {}
 
-const dataDirLive = Layer.effectDiscard(
-  Effect.gen(function* () {
-    const { dataDir } = yield* ServerConfig
-    yield* Effect.tryPromise({
-      try: () => mkdir(dataDir, { recursive: true }),
-      catch: (cause) => new Error(`cannot create data directory ${dataDir}: ${String(cause)}`)
-    })
-  })
-)
-
 const portsLive = Layer.scoped(
   ListeningAddresses,
   Effect.gen(function* () {
@@ -45,4 +35,7 @@ const portsLive = Layer.scoped(
 )
 
 /** The whole server, given a ServerConfig: swap any Layer below to change one part. */
-export const ServerLive = portsLive.pipe(Layer.provideMerge(TaskRegistryLive.layer), Layer.provideMerge(dataDirLive))
+export const ServerLive = portsLive.pipe(
+  Layer.provideMerge(TaskRegistryLive.layer),
+  Layer.provideMerge(DiskStore.layer)
+)

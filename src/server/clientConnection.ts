@@ -57,7 +57,7 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
         if (Either.isLeft(decoded)) return yield* refuseLogin(frame.seq, peekStringField(frameBody(frame), 2), decoded.left.message)
         const req = decoded.right
         if (!isCanonicalTaskId(req.taskId)) return yield* refuseLogin(frame.seq, req.taskId, "malformed task id")
-        const task = registry.get(req.taskId)
+        const task = yield* registry.find(req.taskId)
         if (task === undefined) return yield* refuseLogin(frame.seq, req.taskId, "unknown task")
         const reply = yield* Deferred.make<LoginResult>()
         const posted = yield* task.post({

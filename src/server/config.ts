@@ -22,6 +22,20 @@ export interface ServerSettings {
   readonly msgIdleTimeoutMs: number
   /** Pulls a receiver may have outstanding at once. */
   readonly maxPullsInFlight: number
+  /** Bytes the server asks an offline uploader for per PULL_DATA_REQ. */
+  readonly uploadSegment: number
+  /** Offline upload requests in flight at once. */
+  readonly uploadWindow: number
+  /** Largest file a task may announce (the protocol's limit is 4 GiB - 1). */
+  readonly maxFileSize: number
+  /** Delete a stored file as soon as it has been downloaded to its end once. */
+  readonly deleteAfterDownload: boolean
+  /** Stored files are deleted this long after their upload completed. */
+  readonly offlineRetentionMs: number
+  /** A partial upload is kept this long after its last write, for a resume. */
+  readonly uploadResumeTtlMs: number
+  /** How often stored files are swept for the two lifetimes above. */
+  readonly sweepIntervalMs: number
   readonly logLevel: "debug" | "info" | "warning" | "error"
 }
 
@@ -38,6 +52,13 @@ export const defaultSettings: ServerSettings = {
   clientIdleTimeoutMs: 120_000,
   msgIdleTimeoutMs: 30_000,
   maxPullsInFlight: 256,
+  uploadSegment: 32 * 1024,
+  uploadWindow: 1,
+  maxFileSize: 0xffffffff,
+  deleteAfterDownload: false,
+  offlineRetentionMs: 7 * 24 * 3600_000,
+  uploadResumeTtlMs: 24 * 3600_000,
+  sweepIntervalMs: 3600_000,
   logLevel: "info"
 }
 

@@ -1,11 +1,13 @@
-import { Deferred, Effect, FiberHandle, Queue } from "effect"
+import { Clock, Deferred, Effect, ExecutionStrategy, Exit, FiberHandle, Queue, Scope } from "effect"
 import type { Connection } from "../connection/connection.js"
-import { ResultCode } from "../protocol/commands.js"
+import { FileState, ResultCode } from "../protocol/commands.js"
 import { encodePullDataRspHead } from "../protocol/dataBlock.js"
 import { patchSeq } from "../protocol/header.js"
 import { encodePdu, Pdu } from "../protocol/messages.js"
-import type { Command, ConnId, Limits, Outcome, TaskEvent, TaskState } from "./machine.js"
-import { initialState, isTerminal, startCommands, step } from "./machine.js"
+import type { StoredReader, UploadWriter } from "../storage/store.js"
+import { OfflineStore } from "../storage/store.js"
+import type { Command, ConnId, Outcome, TaskEvent } from "./machine.js"
+import type { TaskMachine } from "./machines.js"
 import type { TaskSpec } from "./spec.js"
 import { shortTaskId } from "./spec.js"
 
@@ -25,37 +27,45 @@ export interface TaskSummary {
   readonly spec: TaskSpec
   readonly outcome: Outcome
   readonly reason: string
-  readonly bytesRelayed: number
+  readonly bytes: number
   readonly durationMs: number
 }
 
 /** Events one actor step takes from its mailbox at most: a read's worth of frames. */
 const MAX_BATCH = 64
 
+const EMPTY = Buffer.alloc(0)
+
 /**
  * Runs one task: takes batches of mail, steps the pure machine, carries out
  * its commands, and returns when the task ends. Writes of one batch leave
- * together (one writev per connection); before the next batch the actor waits for every
- * connection it wrote to to drain, so a receiver that stops reading stops
- * the actor, whose full mailbox then stops the sender's connection reading.
+ * together (one writev per connection); before the next batch the actor
+ * waits for every connection it wrote to to drain, so a receiver that stops
+ * reading stops the actor, whose full mailbox then stops the sender's
+ * connection reading. Storage commands run in order, each awaited, and their
+ * outcome is stepped through the machine at once.
  */
-export const runTask = (options: {
+export const runTask = <S>(options: {
   readonly spec: TaskSpec
+  readonly machine: TaskMachine<S>
   readonly mailbox: Queue.Queue<Mail>
-  readonly limits: Limits
   readonly taskTimeoutMs: number
   /** Called with the state after every batch (for live views of the task). */
-  readonly onState: (state: TaskState) => void
-}): Effect.Effect<TaskSummary> =>
+  readonly onState: (state: S) => void
+}): Effect.Effect<TaskSummary, never, OfflineStore> =>
   Effect.scoped(
     Effect.gen(function* () {
-      const { spec, mailbox, limits } = options
+      const { spec, machine, mailbox } = options
+      const store = yield* OfflineStore
+      const taskScope = yield* Effect.scope
       const conns = new Map<ConnId, Connection>()
       const logins = new Map<ConnId, Extract<Mail, { _tag: "Login" }>>()
       const idleTimer = yield* FiberHandle.make<void, never>()
       const written = new Set<Connection>()
-      let state = initialState(spec)
+      let state = machine.initial
       let ended: { outcome: Outcome; reason: string } | undefined
+      let upload: { scope: Scope.CloseableScope; writer: UploadWriter | undefined } | undefined
+      let reader: StoredReader | undefined
 
       const write = (id: ConnId, bytes: Buffer) => {
         const conn = conns.get(id)
@@ -73,7 +83,21 @@ export const runTask = (options: {
         Deferred.unsafeDone(login.reply, Effect.succeed<LoginResult>(ok ? { ok: true } : { ok: false, reason }))
       }
 
-      const run = (command: Command): Effect.Effect<void> | undefined => {
+      const sendBlock = (to: ConnId, seq: number, resultCode: number, offset: number, data: Buffer) => {
+        write(to, encodePullDataRspHead({ seq, resultCode, taskId: spec.taskId, userId: spec.fromUserId, offset, dataLength: data.length }))
+        if (data.length > 0) write(to, data)
+      }
+
+      const closeUpload = Effect.suspend(() => {
+        const current = upload
+        upload = undefined
+        return current ? Scope.close(current.scope, Exit.void) : Effect.void
+      })
+
+      const storeFailure = (e: { readonly message: string }): TaskEvent => ({ _tag: "UploadFailed", reason: e.message })
+
+      /** Sync commands are carried out here and return nothing; the others return the effect to await. */
+      const run = (command: Command): Effect.Effect<TaskEvent | undefined> | undefined => {
         switch (command._tag) {
           case "LoginOk":
             answerLogin(command.conn, command.seq, true, "")
@@ -91,20 +115,19 @@ export const runTask = (options: {
             write(command.to, encodePdu(Pdu.PullDataReq, command.seq, command.msg))
             return
           case "SendEmptyBlock":
-            write(
-              command.to,
-              encodePullDataRspHead({
-                seq: command.seq,
-                resultCode: 0,
-                taskId: spec.taskId,
-                userId: spec.fromUserId,
-                offset: command.offset,
-                dataLength: 0
-              })
-            )
+            sendBlock(command.to, command.seq, 0, command.offset, EMPTY)
+            return
+          case "SendPullError":
+            sendBlock(command.to, command.seq, command.code, command.offset, EMPTY)
             return
           case "SendState":
             write(command.to, encodePdu(Pdu.State, 0, { state: command.state, taskId: spec.taskId, userId: command.userId }))
+            return
+          case "RequestBlock":
+            write(
+              command.to,
+              encodePdu(Pdu.PullDataReq, 0, { taskId: spec.taskId, userId: spec.fromUserId, transMode: spec.mode, offset: command.offset, dataSize: command.size })
+            )
             return
           case "Close":
             conns.get(command.conn)?.close(command.reason)
@@ -114,23 +137,98 @@ export const runTask = (options: {
             return FiberHandle.run(
               idleTimer,
               Effect.sleep(options.taskTimeoutMs).pipe(Effect.zipRight(Queue.offer(mailbox, { _tag: "Expired" })))
-            ).pipe(Effect.asVoid)
+            ).pipe(Effect.as(undefined))
           case "DisarmIdleTimer":
-            return FiberHandle.clear(idleTimer)
+            return FiberHandle.clear(idleTimer).pipe(Effect.as(undefined))
           case "End":
             ended = { outcome: command.outcome, reason: command.reason }
             return
+          case "OpenUpload":
+            return Effect.gen(function* () {
+              yield* closeUpload
+              const scope = yield* Scope.fork(taskScope, ExecutionStrategy.sequential)
+              upload = { scope, writer: undefined }
+              const uploadedAt = yield* Clock.currentTimeMillis
+              const writer = yield* store
+                .openUpload({
+                  taskId: spec.taskId,
+                  fromUserId: spec.fromUserId,
+                  toUserId: spec.toUserId,
+                  fileName: spec.fileName,
+                  fileSize: spec.fileSize,
+                  createdAt: spec.createdAt,
+                  uploadedAt
+                })
+                .pipe(Scope.extend(scope))
+              upload.writer = writer
+              return { _tag: "UploadOpened", received: writer.received } satisfies TaskEvent
+            }).pipe(Effect.catchAll((e) => Effect.succeed(storeFailure(e))))
+          case "StoreBlock":
+            return Effect.suspend(() =>
+              upload?.writer
+                ? upload.writer.write(command.data).pipe(Effect.as(undefined), Effect.catchAll((e) => Effect.succeed(storeFailure(e))))
+                : Effect.succeed(storeFailure({ message: "no upload is open" }))
+            )
+          case "FinishUpload":
+            return Effect.suspend(() =>
+              upload?.writer
+                ? upload.writer.finish.pipe(
+                    Effect.tap((sha256) => Effect.logInfo("upload stored").pipe(Effect.annotateLogs({ bytes: spec.fileSize, sha256 }))),
+                    Effect.as<TaskEvent>({ _tag: "UploadStored" }),
+                    Effect.catchAll((e) => Effect.succeed(storeFailure(e)))
+                  )
+                : Effect.succeed(storeFailure({ message: "no upload is open" }))
+            )
+          case "CloseUpload":
+            return closeUpload.pipe(Effect.as(undefined))
+          case "ServeBlock":
+            return Effect.gen(function* () {
+              if (command.size > 0) {
+                reader ??= yield* store.openRead(spec.taskId).pipe(Scope.extend(taskScope))
+                sendBlock(command.to, command.seq, 0, command.offset, yield* reader.read(command.offset, command.size))
+              } else {
+                sendBlock(command.to, command.seq, 0, command.offset, EMPTY)
+              }
+              if (command.last) write(command.to, encodePdu(Pdu.State, 0, { state: FileState.Done, taskId: spec.taskId, userId: spec.fromUserId }))
+              return undefined
+            }).pipe(Effect.catchAll((e) => Effect.succeed<TaskEvent>({ _tag: "ServeFailed", conn: command.to, reason: e.message })))
+          case "RemoveStored":
+            return store.remove(spec.taskId).pipe(
+              Effect.tap(() => Effect.logInfo("stored file removed")),
+              Effect.catchAll((e) => Effect.logError("cannot remove stored file").pipe(Effect.annotateLogs({ error: e.message }))),
+              Effect.as(undefined)
+            )
         }
       }
 
-      /** Runs commands in order; the few that are effects (timers) are returned to be awaited, most steps have none. */
-      const runAll = (commands: ReadonlyArray<Command>): Effect.Effect<void> | undefined => {
-        let effects: Array<Effect.Effect<void>> | undefined
+      /** Steps one event and carries out its commands; events produced by storage commands are stepped in turn. */
+      const handle = (event: TaskEvent): Effect.Effect<void> | undefined => {
+        const [next, commands] = machine.step(state, event)
+        state = next
+        let effects: Array<Effect.Effect<TaskEvent | undefined>> | undefined
         for (const c of commands) {
           const e = run(c)
           if (e !== undefined) (effects ??= []).push(e)
         }
-        return effects && Effect.all(effects, { discard: true })
+        if (effects === undefined) return undefined
+        const pending = effects
+        return Effect.gen(function* () {
+          for (const effect of pending) {
+            const follow = yield* effect
+            if (follow !== undefined) {
+              const more = handle(follow)
+              if (more !== undefined) yield* more
+            }
+          }
+        })
+      }
+
+      const receive = (mail: Mail): Effect.Effect<void> | undefined => {
+        if (mail._tag === "Login") {
+          conns.set(mail.conn, mail.connection)
+          logins.set(mail.conn, mail)
+        }
+        return handle(mail)
       }
 
       /** Sends what the step queued, then waits for the sockets that are over their high-water mark. */
@@ -145,16 +243,6 @@ export const runTask = (options: {
         return blocked ? Effect.forEach(blocked, (conn) => conn.awaitDrain, { discard: true }) : Effect.void
       })
 
-      const handle = (mail: Mail): Effect.Effect<void> | undefined => {
-        if (mail._tag === "Login") {
-          conns.set(mail.conn, mail.connection)
-          logins.set(mail.conn, mail)
-        }
-        const [next, commands] = step(state, mail, limits)
-        state = next
-        return runAll(commands)
-      }
-
       // However the task stops (ended, or interrupted with the server), nobody is left hanging.
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
@@ -163,30 +251,36 @@ export const runTask = (options: {
         })
       )
       const startedAt = Date.now()
-      yield* runAll(startCommands) ?? Effect.void
-      while (!isTerminal(state)) {
-        const batch = yield* Queue.takeBetween(mailbox, 1, MAX_BATCH)
-        for (const mail of batch) {
-          const effect = handle(mail)
+      yield* run({ _tag: "ArmIdleTimer" }) ?? Effect.void
+      let unread: Array<Mail> = []
+      while (!machine.isTerminal(state)) {
+        const batch = Array.from(yield* Queue.takeBetween(mailbox, 1, MAX_BATCH))
+        for (let i = 0; i < batch.length; i++) {
+          const effect = receive(batch[i]!)
           if (effect !== undefined) yield* effect
-          if (isTerminal(state)) break
+          if (machine.isTerminal(state)) {
+            unread = batch.slice(i + 1)
+            break
+          }
         }
         yield* flushWrites
         options.onState(state)
       }
-      // Mail that arrived after the end: logins get their refusal, nothing else matters.
-      // Shutting the mailbox also wakes connections blocked offering to it.
-      const late = yield* Queue.takeAll(mailbox)
+      // Mail that arrived after the end (in the last batch or still queued): logins get
+      // their refusal, nothing else matters. Shutting the mailbox also wakes connections
+      // blocked offering to it.
+      const late = [...unread, ...(yield* Queue.takeAll(mailbox))]
       yield* Queue.shutdown(mailbox)
       for (const mail of late) {
-        if (mail._tag === "Login") yield* handle(mail) ?? Effect.void
+        if (mail._tag === "Login") yield* receive(mail) ?? Effect.void
       }
       yield* flushWrites
+      yield* closeUpload
       return {
         spec,
         outcome: ended?.outcome ?? "shutdown",
         reason: ended?.reason ?? "",
-        bytesRelayed: state.bytesRelayed,
+        bytes: machine.view(state).bytes,
         durationMs: Date.now() - startedAt
       }
     }).pipe(Effect.annotateLogs("task", shortTaskId(options.spec.taskId)))

@@ -20,7 +20,16 @@ export type Phase =
   | "Ended"
 
 /** Why a task ended; also the label of the "failed/completed by reason" figures. */
-export type Outcome = "done" | "cancelled" | "refused" | "peer-left" | "protocol-error" | "expired" | "shutdown"
+export type Outcome =
+  | "done"
+  | "cancelled"
+  | "refused"
+  | "peer-left"
+  | "protocol-error"
+  | "expired"
+  | "shutdown"
+  /** An offline task unloaded from memory while its file stays on disk (a paused upload, or a stored file). */
+  | "idle"
 
 export interface PendingPull {
   readonly offset: number
@@ -54,6 +63,11 @@ export type TaskEvent =
   | { readonly _tag: "Left"; readonly conn: ConnId }
   | { readonly _tag: "Expired" }
   | { readonly _tag: "Shutdown" }
+  // Results of the storage commands of an offline task, fed back by the actor.
+  | { readonly _tag: "UploadOpened"; readonly received: number }
+  | { readonly _tag: "UploadFailed"; readonly reason: string }
+  | { readonly _tag: "UploadStored" }
+  | { readonly _tag: "ServeFailed"; readonly conn: ConnId; readonly reason: string }
 
 export type Command =
   | { readonly _tag: "LoginOk"; readonly conn: ConnId; readonly seq: number; readonly role: FileRole }
@@ -69,6 +83,23 @@ export type Command =
   | { readonly _tag: "ArmIdleTimer" }
   | { readonly _tag: "DisarmIdleTimer" }
   | { readonly _tag: "End"; readonly outcome: Outcome; readonly reason: string }
+  // Offline tasks: the store, and blocks the server itself asks for or serves.
+  /** Open (or reopen) the partial file; answers with UploadOpened or UploadFailed. */
+  | { readonly _tag: "OpenUpload" }
+  /** A PULL_DATA_REQ from the server to the uploader (seq 0, as TeamTalk). */
+  | { readonly _tag: "RequestBlock"; readonly to: ConnId; readonly offset: number; readonly size: number }
+  /** Append the next block to the partial file; UploadFailed if it cannot be written. */
+  | { readonly _tag: "StoreBlock"; readonly data: Uint8Array }
+  /** Make the upload durable and visible; answers with UploadStored or UploadFailed. */
+  | { readonly _tag: "FinishUpload" }
+  /** Release the partial file (its bytes stay for a resume). */
+  | { readonly _tag: "CloseUpload" }
+  /** Read a stored block and answer a downloader's pull (then FILE_STATE DONE when `last`); ServeFailed on a read error. */
+  | { readonly _tag: "ServeBlock"; readonly to: ConnId; readonly seq: number; readonly offset: number; readonly size: number; readonly last: boolean }
+  /** A PULL_DATA_RSP carrying an error code and no data. */
+  | { readonly _tag: "SendPullError"; readonly to: ConnId; readonly seq: number; readonly offset: number; readonly code: number }
+  /** Delete what is stored for the task. */
+  | { readonly _tag: "RemoveStored" }
 
 export type Step = readonly [TaskState, ReadonlyArray<Command>]
 
@@ -98,21 +129,21 @@ const end = (s: TaskState, outcome: Outcome, reason: string, commands: Array<Com
 }
 
 /** A party left (or was thrown out): once both were in, the other side is told CANCEL and the task ends. */
-const partyGone = (s: TaskState, conn: ConnId, reason: string, commands: Array<Command>): Step => {
+const partyGone = (s: TaskState, conn: ConnId, reason: string, commands: Array<Command>, outcome: Outcome = "peer-left"): Step => {
   const isSender = conn === s.sender
   if (!isSender && conn !== s.receiver) return [s, commands]
   const other = isSender ? s.receiver : s.sender
   if (other !== undefined) {
     const leaver = isSender ? s.spec.fromUserId : s.spec.toUserId
     commands.push({ _tag: "SendState", to: other, state: FileState.Cancel, userId: leaver })
-    return end(isSender ? { ...s, sender: undefined } : { ...s, receiver: undefined }, "peer-left", reason, commands)
+    return end(isSender ? { ...s, sender: undefined } : { ...s, receiver: undefined }, outcome, reason, commands)
   }
   commands.push({ _tag: "ArmIdleTimer" })
   return [{ ...s, phase: "Ready", sender: undefined, receiver: undefined, pulls: [] }, commands]
 }
 
 const violation = (s: TaskState, conn: ConnId, reason: string): Step =>
-  partyGone(s, conn, reason, [{ _tag: "Close", conn, reason }])
+  partyGone(s, conn, reason, [{ _tag: "Close", conn, reason }], "protocol-error")
 
 const login = (s: TaskState, e: Extract<TaskEvent, { _tag: "Login" }>): Step => {
   const refuse = (reason: string): Step => [s, [{ _tag: "LoginRefused", conn: e.conn, seq: e.seq, reason }]]
@@ -211,5 +242,10 @@ export const step = (s: TaskState, e: TaskEvent, limits: Limits): Step => {
       note(s.sender, s.spec.toUserId)
       return end(s, "shutdown", "server shutting down", commands)
     }
+    case "UploadOpened":
+    case "UploadFailed":
+    case "UploadStored":
+    case "ServeFailed":
+      return [s, []]
   }
 }

@@ -1,13 +1,15 @@
-import { Context, Data, Effect, Exit, FiberMap, FiberRef, HashMap, Layer, Queue } from "effect"
+import { Clock, Context, Data, Deferred, Effect, Exit, FiberMap, FiberRef, HashMap, Layer, Option, Queue } from "effect"
 import { randomUUID } from "node:crypto"
 import { maxBlockBytes } from "../protocol/dataBlock.js"
-import type { TransferMode } from "../protocol/commands.js"
+import { TransferMode } from "../protocol/commands.js"
 import { ServerConfig } from "../server/config.js"
 import type { Mail, TaskSummary } from "./actor.js"
 import { runTask } from "./actor.js"
-import type { Phase, TaskState } from "./machine.js"
+import type { TaskMachine } from "./machines.js"
+import { offlineMachine, onlineMachine } from "./machines.js"
+import { OfflineStore } from "../storage/store.js"
 import type { TaskSpec } from "./spec.js"
-import { shortTaskId } from "./spec.js"
+import { isCanonicalTaskId, shortTaskId } from "./spec.js"
 
 /** Mail a task holds before connections posting to it wait (backpressure on their sockets). */
 const MAILBOX_CAPACITY = 256
@@ -23,11 +25,12 @@ export interface NewTask {
 export interface TaskSnapshot {
   readonly taskId: string
   readonly mode: TransferMode
-  readonly phase: Phase
+  readonly phase: string
   readonly fromUserId: number
   readonly toUserId: number
   readonly fileSize: number
-  readonly bytesRelayed: number
+  /** Online: bytes relayed. Offline: bytes stored plus bytes served. */
+  readonly bytes: number
   readonly createdAt: number
 }
 
@@ -44,29 +47,31 @@ export class TaskRegistry extends Context.Tag("tt-file-server/TaskRegistry")<
   TaskRegistry,
   {
     readonly create: (task: NewTask) => Effect.Effect<TaskSpec, TaskCreateError>
+    /** The live task with this id; an offline task not in memory is loaded from the store (after a restart, say). */
+    readonly find: (taskId: string) => Effect.Effect<TaskHandle | undefined>
+    /** The live task with this id, without looking in the store. */
     readonly get: (taskId: string) => TaskHandle | undefined
     readonly size: () => number
     readonly snapshots: () => ReadonlyArray<TaskSnapshot>
   }
 >() {}
 
-const snapshotOf = (state: TaskState): TaskSnapshot => ({
-  taskId: state.spec.taskId,
-  mode: state.spec.mode,
-  phase: state.phase,
-  fromUserId: state.spec.fromUserId,
-  toUserId: state.spec.toUserId,
-  fileSize: state.spec.fileSize,
-  bytesRelayed: state.bytesRelayed,
-  createdAt: state.spec.createdAt
-})
-
 const accepted = <A, E>(exit: Exit.Exit<A, E>) => Exit.isSuccess(exit)
 
 export const make = Effect.gen(function* () {
   const config = yield* ServerConfig
+  const store = yield* OfflineStore
   const actors = yield* FiberMap.make<string, TaskSummary>()
   const tasks = new Map<string, { handle: TaskHandle; snapshot: TaskSnapshot }>()
+  const loading = new Map<string, Deferred.Deferred<TaskHandle | undefined>>()
+
+  const maxBlock = (taskId: string) => maxBlockBytes(config.maxFrameBytes, Buffer.byteLength(taskId))
+  const offlineLimits = (taskId: string) => ({
+    maxBlockBytes: maxBlock(taskId),
+    uploadSegment: Math.min(config.uploadSegment, maxBlock(taskId)),
+    uploadWindow: config.uploadWindow,
+    deleteAfterDownload: config.deleteAfterDownload
+  })
 
   const logEnd = (summary: TaskSummary) =>
     Effect.logInfo("task ended").pipe(
@@ -74,17 +79,28 @@ export const make = Effect.gen(function* () {
         task: shortTaskId(summary.spec.taskId),
         outcome: summary.outcome,
         reason: summary.reason,
-        bytes: summary.bytesRelayed,
+        bytes: summary.bytes,
         durationMs: summary.durationMs
       })
     )
 
-  const create = (task: NewTask): Effect.Effect<TaskSpec, TaskCreateError> =>
+  /** Starts the actor of a task and makes it findable. */
+  const spawn = <S>(spec: TaskSpec, machine: TaskMachine<S>) =>
     Effect.gen(function* () {
-      let taskId = randomUUID()
-      while (tasks.has(taskId)) taskId = randomUUID()
-      const spec: TaskSpec = { taskId, ...task, createdAt: Date.now() }
       const mailbox = yield* Queue.bounded<Mail>(MAILBOX_CAPACITY)
+      const snapshotOf = (state: S): TaskSnapshot => {
+        const view = machine.view(state)
+        return {
+          taskId: spec.taskId,
+          mode: spec.mode,
+          phase: view.phase,
+          fromUserId: spec.fromUserId,
+          toUserId: spec.toUserId,
+          fileSize: spec.fileSize,
+          bytes: view.bytes,
+          createdAt: spec.createdAt
+        }
+      }
       const entry = {
         handle: {
           spec,
@@ -92,35 +108,46 @@ export const make = Effect.gen(function* () {
           post: (mail: Mail) => Queue.offer(mailbox, mail).pipe(Effect.exit, Effect.map(accepted)),
           postAll: (mail: Iterable<Mail>) => Queue.offerAll(mailbox, mail).pipe(Effect.exit, Effect.map(accepted))
         },
-        snapshot: snapshotOf({ spec, phase: "Ready", sender: undefined, receiver: undefined, pulls: [], bytesRelayed: 0, outcome: undefined })
+        snapshot: snapshotOf(machine.initial)
       }
-      tasks.set(taskId, entry)
-      const limits = {
-        maxBlockBytes: maxBlockBytes(config.maxFrameBytes, Buffer.byteLength(taskId)),
-        maxPullsInFlight: config.maxPullsInFlight
-      }
+      tasks.set(spec.taskId, entry)
       yield* FiberMap.run(
         actors,
-        taskId,
+        spec.taskId,
         runTask({
           spec,
+          machine,
           mailbox,
-          limits,
           taskTimeoutMs: config.taskTimeoutMs,
           onState: (state) => {
             entry.snapshot = snapshotOf(state)
           }
         }).pipe(
           Effect.tap(logEnd),
-          Effect.ensuring(Effect.sync(() => tasks.delete(taskId))),
-          // The actor outlives the msg_server link that created it: its logs must not carry that link's annotations.
+          Effect.ensuring(Effect.sync(() => tasks.delete(spec.taskId))),
+          Effect.provideService(OfflineStore, store),
+          // The actor outlives the connection that created it: its logs must not carry that connection's annotations.
           Effect.locally(FiberRef.currentLogAnnotations, HashMap.empty())
         )
       )
+      return entry.handle
+    })
+
+  const create = (task: NewTask): Effect.Effect<TaskSpec, TaskCreateError> =>
+    Effect.gen(function* () {
+      if (task.fileSize > config.maxFileSize) {
+        return yield* new TaskCreateError({ reason: `file size ${task.fileSize} exceeds the limit of ${config.maxFileSize} bytes` })
+      }
+      let taskId = randomUUID()
+      while (tasks.has(taskId)) taskId = randomUUID()
+      const spec: TaskSpec = { taskId, ...task, createdAt: yield* Clock.currentTimeMillis }
+      yield* spec.mode === TransferMode.Online
+        ? spawn(spec, onlineMachine(spec, { maxBlockBytes: maxBlock(taskId), maxPullsInFlight: config.maxPullsInFlight }))
+        : spawn(spec, offlineMachine(spec, { state: "none" }, offlineLimits(taskId)))
       yield* Effect.logInfo("task created").pipe(
         Effect.annotateLogs({
           task: shortTaskId(taskId),
-          mode: spec.mode === 1 ? "online" : "offline",
+          mode: spec.mode === TransferMode.Online ? "online" : "offline",
           from: spec.fromUserId,
           to: spec.toUserId,
           size: spec.fileSize
@@ -129,8 +156,55 @@ export const make = Effect.gen(function* () {
       return spec
     })
 
+  /** Brings an offline task back from the store; concurrent logins to it share one load. */
+  const load = (taskId: string): Effect.Effect<TaskHandle | undefined> =>
+    Effect.gen(function* () {
+      const inFlight = loading.get(taskId)
+      if (inFlight !== undefined) return yield* Deferred.await(inFlight)
+      const done = yield* Deferred.make<TaskHandle | undefined>()
+      loading.set(taskId, done)
+      const handle = yield* store.load(taskId).pipe(
+        Effect.flatMap(
+          Option.match({
+            onNone: () => Effect.succeed(undefined),
+            onSome: (stored) => {
+              const m = stored.meta
+              const spec: TaskSpec = {
+                taskId,
+                fromUserId: m.fromUserId,
+                toUserId: m.toUserId,
+                fileName: m.fileName,
+                fileSize: m.fileSize,
+                mode: TransferMode.Offline,
+                createdAt: m.createdAt
+              }
+              return Effect.logInfo("task loaded from the store").pipe(
+                Effect.annotateLogs({ task: shortTaskId(taskId), state: stored.state, size: m.fileSize }),
+                Effect.zipRight(
+                  spawn(
+                    spec,
+                    offlineMachine(spec, stored.state === "partial" ? { state: "partial", received: stored.received } : { state: "complete" }, offlineLimits(taskId))
+                  )
+                )
+              )
+            }
+          })
+        ),
+        Effect.catchAll((e) =>
+          Effect.logWarning("stored task cannot be loaded").pipe(Effect.annotateLogs({ task: shortTaskId(taskId), error: e.message }), Effect.as(undefined))
+        ),
+        Effect.ensuring(Effect.sync(() => loading.delete(taskId)))
+      )
+      yield* Deferred.succeed(done, handle)
+      return handle
+    })
+
   return TaskRegistry.of({
     create,
+    find: (taskId) => {
+      const live = tasks.get(taskId)?.handle
+      return live !== undefined || !isCanonicalTaskId(taskId) ? Effect.succeed(live) : load(taskId)
+    },
     get: (taskId) => tasks.get(taskId)?.handle,
     size: () => tasks.size,
     snapshots: () => [...tasks.values()].map((t) => t.snapshot)
