@@ -34,25 +34,48 @@ const options = {
     Options.withDefault(d.dataDir),
     Options.withDescription(`Directory for server state (created if missing). Default: ${d.dataDir}.`)
   ),
-  taskTimeout: Options.float("task-timeout").pipe(
-    Options.withDefault(d.taskTimeoutMs / 1000),
-    Options.withDescription(`Seconds an online task may have nobody connected before it ends. Default: ${d.taskTimeoutMs / 1000}.`)
+  taskTimeout: Options.text("task-timeout").pipe(
+    Options.withDefault(String(d.taskTimeoutMs / 1000)),
+    Options.withDescription(`How long a task may have nobody connected before it ends (seconds, or with a unit). Default: ${d.taskTimeoutMs / 1000}.`)
   ),
   maxFrameBytes: Options.integer("max-frame-bytes").pipe(
     Options.withDefault(d.maxFrameBytes),
     Options.withDescription(`Largest PDU accepted, header included; a longer length closes the connection. Default: ${d.maxFrameBytes}.`)
   ),
-  loginTimeout: Options.float("login-timeout").pipe(
-    Options.withDefault(d.loginTimeoutMs / 1000),
-    Options.withDescription(`Seconds a client connection has to log in. Default: ${d.loginTimeoutMs / 1000}.`)
+  loginTimeout: Options.text("login-timeout").pipe(
+    Options.withDefault(String(d.loginTimeoutMs / 1000)),
+    Options.withDescription(`How long a client connection has to log in. Default: ${d.loginTimeoutMs / 1000}.`)
   ),
-  idleTimeout: Options.float("idle-timeout").pipe(
-    Options.withDefault(d.clientIdleTimeoutMs / 1000),
-    Options.withDescription(`Seconds of silence after which a client connection is closed. Default: ${d.clientIdleTimeoutMs / 1000}.`)
+  idleTimeout: Options.text("idle-timeout").pipe(
+    Options.withDefault(String(d.clientIdleTimeoutMs / 1000)),
+    Options.withDescription(`Silence after which a client connection is closed. Default: ${d.clientIdleTimeoutMs / 1000}.`)
   ),
-  msgIdleTimeout: Options.float("msg-idle-timeout").pipe(
-    Options.withDefault(d.msgIdleTimeoutMs / 1000),
-    Options.withDescription(`Seconds of silence after which a msg_server link is closed. Default: ${d.msgIdleTimeoutMs / 1000}.`)
+  msgIdleTimeout: Options.text("msg-idle-timeout").pipe(
+    Options.withDefault(String(d.msgIdleTimeoutMs / 1000)),
+    Options.withDescription(`Silence after which a msg_server link is closed. Default: ${d.msgIdleTimeoutMs / 1000}.`)
+  ),
+  uploadSegment: Options.integer("upload-segment").pipe(
+    Options.withDefault(d.uploadSegment),
+    Options.withDescription(`Bytes the server asks an offline uploader for per pull. Default: ${d.uploadSegment}.`)
+  ),
+  uploadWindow: Options.integer("upload-window").pipe(
+    Options.withDefault(d.uploadWindow),
+    Options.withDescription(`Offline upload pulls in flight at once. Default: ${d.uploadWindow}.`)
+  ),
+  maxFileSize: Options.integer("max-file-size").pipe(
+    Options.withDefault(d.maxFileSize),
+    Options.withDescription(`Largest file a task may announce, in bytes; larger requests get result_code 1. Default: ${d.maxFileSize}.`)
+  ),
+  deleteAfterDownload: Options.boolean("delete-after-download").pipe(
+    Options.withDescription("Delete a stored file as soon as it has been downloaded to its end once.")
+  ),
+  offlineRetention: Options.text("offline-retention").pipe(
+    Options.withDefault("7d"),
+    Options.withDescription("How long a stored offline file is kept after its upload completed (units: ms, s, m, h, d). Default: 7d.")
+  ),
+  uploadResumeTtl: Options.text("upload-resume-ttl").pipe(
+    Options.withDefault("24h"),
+    Options.withDescription("How long an unfinished upload is kept for a resume after it last began (units: ms, s, m, h, d). Default: 24h.")
   ),
   logLevel: Options.choice("log-level", ["debug", "info", "warning", "error"]).pipe(
     Options.withDefault(d.logLevel),

@@ -2,6 +2,7 @@ import { Data } from "effect"
 import { isIP } from "node:net"
 import type { ServerSettings } from "../server/config.js"
 import { defaultSettings } from "../server/config.js"
+import { maxBlockBytes } from "../protocol/dataBlock.js"
 import type { LogLevelName } from "../server/logging.js"
 
 /** A flag or value the user has to fix; the CLI exits with status 2. */
@@ -14,11 +15,17 @@ export interface ServeFlags {
   readonly msgPort: number
   readonly advertise: string
   readonly dataDir: string
-  readonly taskTimeout: number
+  readonly taskTimeout: string
   readonly maxFrameBytes: number
-  readonly loginTimeout: number
-  readonly idleTimeout: number
-  readonly msgIdleTimeout: number
+  readonly loginTimeout: string
+  readonly idleTimeout: string
+  readonly msgIdleTimeout: string
+  readonly uploadSegment: number
+  readonly uploadWindow: number
+  readonly maxFileSize: number
+  readonly deleteAfterDownload: boolean
+  readonly offlineRetention: string
+  readonly uploadResumeTtl: string
   readonly logLevel: LogLevelName
 }
 
@@ -30,9 +37,19 @@ const port = (flag: string, value: number): number => {
   return value
 }
 
-const seconds = (flag: string, value: number): number => {
-  if (!Number.isFinite(value) || value <= 0) throw new UsageError({ message: `--${flag}: ${value} must be a positive number of seconds` })
-  return Math.round(value * 1000)
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000, d: 86400_000 }
+
+/** A duration: a number of seconds, or a number with a unit (ms, s, m, h, d): "90", "1.5s", "24h", "7d". */
+export const parseDuration = (flag: string, value: string): number => {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(value)
+  const ms = m ? Math.round(Number(m[1]) * UNITS[m[2] ?? "s"]!) : NaN
+  if (!(ms > 0)) throw new UsageError({ message: `--${flag}: "${value}" is not a positive duration (seconds, or with a unit: 500ms, 30s, 5m, 24h, 7d)` })
+  return ms
+}
+
+const integerIn = (flag: string, value: number, min: number, max: number): number => {
+  if (!Number.isInteger(value) || value < min || value > max) throw new UsageError({ message: `--${flag}: ${value} must be an integer from ${min} to ${max}` })
+  return value
 }
 
 const host = (flag: string, value: string): string => {
@@ -74,11 +91,18 @@ export const settingsFromFlags = (flags: ServeFlags): ServerSettings => {
     msgPort: port("msg-port", flags.msgPort),
     advertise: list(flags.advertise).map(advertiseEntry),
     dataDir: flags.dataDir,
-    taskTimeoutMs: seconds("task-timeout", flags.taskTimeout),
+    taskTimeoutMs: parseDuration("task-timeout", flags.taskTimeout),
     maxFrameBytes: flags.maxFrameBytes,
-    loginTimeoutMs: seconds("login-timeout", flags.loginTimeout),
-    clientIdleTimeoutMs: seconds("idle-timeout", flags.idleTimeout),
-    msgIdleTimeoutMs: seconds("msg-idle-timeout", flags.msgIdleTimeout),
+    loginTimeoutMs: parseDuration("login-timeout", flags.loginTimeout),
+    clientIdleTimeoutMs: parseDuration("idle-timeout", flags.idleTimeout),
+    msgIdleTimeoutMs: parseDuration("msg-idle-timeout", flags.msgIdleTimeout),
+    // A segment must fit in one frame: the largest block of a frame of this size.
+    uploadSegment: integerIn("upload-segment", flags.uploadSegment, 1, maxBlockBytes(flags.maxFrameBytes, 36)),
+    uploadWindow: integerIn("upload-window", flags.uploadWindow, 1, 1024),
+    maxFileSize: integerIn("max-file-size", flags.maxFileSize, 0, 0xffffffff),
+    deleteAfterDownload: flags.deleteAfterDownload,
+    offlineRetentionMs: parseDuration("offline-retention", flags.offlineRetention),
+    uploadResumeTtlMs: parseDuration("upload-resume-ttl", flags.uploadResumeTtl),
     logLevel: flags.logLevel
   }
 }

@@ -85,6 +85,8 @@ export interface PullOptions {
    * block shorter than asked: the server clamps pulls to the end of the file.
    */
   readonly size?: number
+  /** Where to start pulling (to resume into a partial file); default 0. */
+  readonly offset?: number
   /** Called after each block, with the bytes received so far. */
   readonly onProgress?: (bytes: number) => void
 }
@@ -107,8 +109,10 @@ export const pullFile = (sock: PduSocket, options: PullOptions): Effect.Effect<P
     const nextSeq = makeSeq()
     const inFlight = new Map<number, { offset: number; size: number }>()
     let end = options.size
-    let requested = 0
+    const start = options.offset ?? 0
+    let requested = start
     let received = 0
+    let finalState: FileState | undefined
     const fill = () => {
       const parts: Array<Buffer> = []
       while (inFlight.size < window && (end === undefined || requested < end)) {
@@ -122,7 +126,7 @@ export const pullFile = (sock: PduSocket, options: PullOptions): Effect.Effect<P
       }
       if (parts.length > 0) sock.sendAll(parts)
     }
-    if (end === 0) return { bytes: 0, finalState: undefined }
+    if (end !== undefined && start >= end) return { bytes: 0, finalState: undefined }
     fill()
     while (inFlight.size > 0) {
       const frames = yield* sock.receive
@@ -142,19 +146,19 @@ export const pullFile = (sock: PduSocket, options: PullOptions): Effect.Effect<P
             if (options.size !== undefined) return yield* protocolError(`the file ended at ${short}, before the expected ${options.size} bytes`)
             end = end === undefined ? short : Math.min(end, short)
           }
-          options.onProgress?.(received)
+          options.onProgress?.(start + received)
         } else if (isPdu(frame, Pdu.State)) {
           const msg = yield* decode(Pdu.State, frame)
-          if (msg.state === FileState.Done && inFlight.size === 0) return { bytes: received, finalState: msg.state }
-          if (msg.state !== FileState.PeerReady && msg.state !== FileState.Done) {
+          if (msg.state === FileState.Done) finalState = msg.state
+          else if (msg.state !== FileState.PeerReady) {
             return yield* new ClientError({ reason: "Cancelled", message: `the peer sent ${stateName(msg.state)}` })
           }
         }
       }
       fill()
     }
-    if (end !== undefined && received !== end) return yield* protocolError(`received ${received} bytes of ${end}`)
-    return { bytes: received, finalState: undefined }
+    if (end !== undefined && start + received !== end) return yield* protocolError(`received ${start + received} bytes of ${end}`)
+    return { bytes: received, finalState }
   })
 
 export interface ServeOptions {
@@ -215,3 +219,43 @@ export const receiveFile = (sock: PduSocket, options: Omit<PullOptions, "mode">)
     return result
   })
 
+
+const requireDone = (state: FileState | undefined, what: string): Effect.Effect<void, ClientError> =>
+  state === FileState.Done
+    ? Effect.void
+    : Effect.fail(new ClientError({ reason: "Cancelled", message: `the ${what} ended with ${state === undefined ? "no FILE_STATE" : stateName(state)}` }))
+
+/**
+ * Offline uploader: logs in (role 3) and answers the server's pulls until it
+ * says DONE (the file is stored). Logging in again to an interrupted task
+ * resumes: the server asks only for what it does not have.
+ */
+export const uploadFile = (sock: PduSocket, options: ServeOptions): Effect.Effect<ServeResult, ClientError> =>
+  Effect.gen(function* () {
+    yield* login(sock, { taskId: options.taskId, userId: options.userId, role: 3 })
+    const result = yield* serveFile(sock, options)
+    yield* requireDone(result.finalState, "upload")
+    return result
+  })
+
+/**
+ * Offline downloader: logs in (role 4), pulls the stored file from
+ * `offset` (0, or where a partial copy ends), and waits for the server's
+ * FILE_STATE DONE that ends every download.
+ */
+export const downloadFile = (sock: PduSocket, options: Omit<PullOptions, "mode">): Effect.Effect<PullResult, ClientError> =>
+  Effect.gen(function* () {
+    yield* login(sock, { taskId: options.taskId, userId: options.userId, role: 4 })
+    // Nothing left to fetch (an empty file, or a copy already whole): one pull at the end still
+    // fetches the empty last block, after which the server says DONE.
+    const { size, ...rest } = options
+    const atEnd = size !== undefined && (options.offset ?? 0) >= size
+    const result = yield* pullFile(sock, { ...rest, ...(atEnd || size === undefined ? {} : { size }), mode: TransferMode.Offline })
+    let finalState = result.finalState
+    while (finalState === undefined) {
+      const frame = yield* sock.next
+      if (isPdu(frame, Pdu.State)) finalState = (yield* decode(Pdu.State, frame)).state
+    }
+    yield* requireDone(finalState, "download")
+    return { ...result, finalState }
+  })

@@ -1,5 +1,6 @@
 import { Context, Effect, Layer } from "effect"
 import * as DiskStore from "../storage/diskStore.js"
+import * as Sweeper from "../storage/sweeper.js"
 import * as TaskRegistryLive from "../task/registry.js"
 import { advertisedAddresses } from "./advertise.js"
 import { handleClientConnection } from "./clientConnection.js"
@@ -35,7 +36,7 @@ const portsLive = Layer.scoped(
 )
 
 /** The whole server, given a ServerConfig: swap any Layer below to change one part. */
-export const ServerLive = portsLive.pipe(
+export const ServerLive = Layer.merge(portsLive, Sweeper.layer).pipe(
   Layer.provideMerge(TaskRegistryLive.layer),
   Layer.provideMerge(DiskStore.layer)
 )

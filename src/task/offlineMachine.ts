@@ -9,8 +9,6 @@ import { FileRole, FileState } from "../protocol/commands.js"
 import type { Command, ConnId, Outcome, TaskEvent } from "./machine.js"
 import type { TaskSpec } from "./spec.js"
 
-/** PULL_DATA_RSP result code for a pull past the end of a stored file (FILE_SERVER_ERRNO_PULL_DATA_SEEK_OFFSET_ERROR). */
-export const SEEK_OFFSET_ERROR = 11
 /** PULL_DATA_RSP result code when a stored block cannot be read (FILE_SERVER_ERRNO_PULL_DATA_OPEN_FILE_ERROR). */
 export const READ_FILE_ERROR = 8
 
@@ -225,15 +223,9 @@ const download = (s: OfflineState, e: Extract<TaskEvent, { _tag: "PullReq" }>, l
   const { msg } = e
   if (msg.taskId !== s.spec.taskId) return dropDownloader(s, e.conn, [], "PULL_DATA_REQ for another task")
   if (msg.userId !== s.spec.toUserId) return dropDownloader(s, e.conn, [], "PULL_DATA_REQ from the wrong user")
-  if (msg.offset > s.spec.fileSize) {
-    return dropDownloader(
-      s,
-      e.conn,
-      [{ _tag: "SendPullError", to: e.conn, seq: e.seq, offset: msg.offset, code: SEEK_OFFSET_ERROR }],
-      `PULL_DATA_REQ at offset ${msg.offset} past the end of the file`
-    )
-  }
-  const size = Math.min(msg.dataSize, s.spec.fileSize - msg.offset, limits.maxBlockBytes)
+  // Past the end there is nothing to read: an empty block, as for an online pull (a client
+  // pulling ahead without knowing the size overshoots). DONE follows the block that reaches the end.
+  const size = Math.max(0, Math.min(msg.dataSize, s.spec.fileSize - msg.offset, limits.maxBlockBytes))
   const last = msg.offset + size === s.spec.fileSize
   const commands: Array<Command> = [{ _tag: "ServeBlock", to: e.conn, seq: e.seq, offset: msg.offset, size, last }]
   const served: OfflineState = { ...s, bytesServed: s.bytesServed + size }
