@@ -191,7 +191,7 @@ export const runTask = <S>(options: {
               }
               if (command.last) write(command.to, encodePdu(Pdu.State, 0, { state: FileState.Done, taskId: spec.taskId, userId: spec.fromUserId }))
               return undefined
-            }).pipe(Effect.catchAll((e) => Effect.succeed<TaskEvent>({ _tag: "ServeFailed", conn: command.to, reason: e.message })))
+            }).pipe(Effect.catchAll((e) => Effect.succeed<TaskEvent>({ _tag: "ServeFailed", conn: command.to, seq: command.seq, offset: command.offset, reason: e.message })))
           case "RemoveStored":
             return store.remove(spec.taskId).pipe(
               Effect.tap(() => Effect.logInfo("stored file removed")),

@@ -67,7 +67,7 @@ export type TaskEvent =
   | { readonly _tag: "UploadOpened"; readonly received: number }
   | { readonly _tag: "UploadFailed"; readonly reason: string }
   | { readonly _tag: "UploadStored" }
-  | { readonly _tag: "ServeFailed"; readonly conn: ConnId; readonly reason: string }
+  | { readonly _tag: "ServeFailed"; readonly conn: ConnId; readonly seq: number; readonly offset: number; readonly reason: string }
 
 export type Command =
   | { readonly _tag: "LoginOk"; readonly conn: ConnId; readonly seq: number; readonly role: FileRole }

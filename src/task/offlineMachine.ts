@@ -240,9 +240,9 @@ const fileState = (s: OfflineState, e: Extract<TaskEvent, { _tag: "State" }>): S
   const { msg } = e
   if (e.conn === s.uploader) {
     if (msg.taskId !== s.spec.taskId || msg.userId !== s.spec.fromUserId) return uploadViolation(s, e.conn, "FILE_STATE that does not match the task")
-    if (msg.state === FileState.PeerReady) return [s, []]
-    // The sender withdrew the file: nothing of it is kept.
-    return end(s, "cancelled", "uploader sent CANCEL", [{ _tag: "RemoveStored" }])
+    if (msg.state === FileState.PeerReady || msg.state === FileState.Done) return [s, []]
+    // The sender withdrew the file (CANCEL or REFUSE): nothing of it is kept.
+    return end(s, "cancelled", "uploader withdrew the file", [{ _tag: "RemoveStored" }])
   }
   if (s.downloaders.includes(e.conn)) {
     if (msg.state === FileState.PeerReady) return [s, []]
@@ -296,7 +296,7 @@ const inner = (s: OfflineState, e: TaskEvent, limits: OfflineLimits): Step => {
       return dropDownloader(
         s,
         e.conn,
-        [{ _tag: "SendPullError", to: e.conn, seq: 0, offset: 0, code: READ_FILE_ERROR }],
+        [{ _tag: "SendPullError", to: e.conn, seq: e.seq, offset: e.offset, code: READ_FILE_ERROR }],
         `cannot read the stored file: ${e.reason}`
       )
     case "State":

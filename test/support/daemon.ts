@@ -66,3 +66,21 @@ export const startDaemon = (flags: ReadonlyArray<string>): Effect.Effect<Daemon,
         clearTimeout(timer)
       })
   )
+
+/**
+ * Kills the daemon's node process with SIGKILL (no finalizer runs: a crash)
+ * and waits for `npm start` above it to exit; returns npm's exit code
+ * (137 once node has been killed). Fails if npm is still running after
+ * `timeoutMs`.
+ */
+export const killDaemon = (daemon: Daemon, timeoutMs = 10_000): Effect.Effect<number | null, Error> =>
+  Effect.gen(function* () {
+    // pid 0 would signal our own process group: only a pid the daemon logged is killed.
+    if (!(daemon.pid > 0)) return yield* Effect.fail(new Error(`the daemon did not log its pid (got ${daemon.pid})`))
+    if (daemon.process.exitCode === null && daemon.process.signalCode === null) {
+      yield* Effect.try({ try: () => process.kill(daemon.pid, "SIGKILL"), catch: (e) => new Error(`cannot kill the daemon (pid ${daemon.pid}): ${String(e)}`) })
+    }
+    return yield* Effect.promise(() => daemon.exited).pipe(
+      Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new Error(`npm start did not exit within ${timeoutMs} ms of SIGKILL to pid ${daemon.pid}`) })
+    )
+  })
