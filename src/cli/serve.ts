@@ -66,6 +66,14 @@ const options = {
     Options.withDefault(d.maxFileSize),
     Options.withDescription(`Largest file a task may announce, in bytes; larger requests get result_code 1. Default: ${d.maxFileSize}.`)
   ),
+  maxStoreBytes: Options.integer("max-store-bytes").pipe(
+    Options.optional,
+    Options.withDescription("Bytes all offline files may take together; a task that would exceed it gets result_code 1. Default: unlimited.")
+  ),
+  maxUserStoreBytes: Options.integer("max-user-store-bytes").pipe(
+    Options.optional,
+    Options.withDescription("Bytes the offline files of one sending user may take. Default: unlimited.")
+  ),
   deleteAfterDownload: Options.boolean("delete-after-download").pipe(
     Options.withDescription("Delete a stored file as soon as it has been downloaded to its end once.")
   ),

@@ -1,4 +1,4 @@
-import { Data } from "effect"
+import { Data, Option } from "effect"
 import { isIP } from "node:net"
 import type { ServerSettings } from "../server/config.js"
 import { defaultSettings } from "../server/config.js"
@@ -23,6 +23,8 @@ export interface ServeFlags {
   readonly uploadSegment: number
   readonly uploadWindow: number
   readonly maxFileSize: number
+  readonly maxStoreBytes: Option.Option<number>
+  readonly maxUserStoreBytes: Option.Option<number>
   readonly deleteAfterDownload: boolean
   readonly offlineRetention: string
   readonly uploadResumeTtl: string
@@ -100,6 +102,14 @@ export const settingsFromFlags = (flags: ServeFlags): ServerSettings => {
     uploadSegment: integerIn("upload-segment", flags.uploadSegment, 1, maxBlockBytes(flags.maxFrameBytes, 36)),
     uploadWindow: integerIn("upload-window", flags.uploadWindow, 1, 1024),
     maxFileSize: integerIn("max-file-size", flags.maxFileSize, 0, 0xffffffff),
+    maxStoreBytes: Option.match(flags.maxStoreBytes, {
+      onNone: () => Number.POSITIVE_INFINITY,
+      onSome: (n) => integerIn("max-store-bytes", n, 0, Number.MAX_SAFE_INTEGER)
+    }),
+    maxUserStoreBytes: Option.match(flags.maxUserStoreBytes, {
+      onNone: () => Number.POSITIVE_INFINITY,
+      onSome: (n) => integerIn("max-user-store-bytes", n, 0, Number.MAX_SAFE_INTEGER)
+    }),
     deleteAfterDownload: flags.deleteAfterDownload,
     offlineRetentionMs: parseDuration("offline-retention", flags.offlineRetention),
     uploadResumeTtlMs: parseDuration("upload-resume-ttl", flags.uploadResumeTtl),

@@ -28,6 +28,10 @@ export interface ServerSettings {
   readonly uploadWindow: number
   /** Largest file a task may announce (the protocol's limit is 4 GiB - 1). */
   readonly maxFileSize: number
+  /** Bytes all offline files (stored, uploading or announced) may take in total. */
+  readonly maxStoreBytes: number
+  /** Bytes the offline files of one sending user may take. */
+  readonly maxUserStoreBytes: number
   /** Delete a stored file as soon as it has been downloaded to its end once. */
   readonly deleteAfterDownload: boolean
   /** Stored files are deleted this long after their upload completed. */
@@ -55,6 +59,8 @@ export const defaultSettings: ServerSettings = {
   uploadSegment: 32 * 1024,
   uploadWindow: 1,
   maxFileSize: 0xffffffff,
+  maxStoreBytes: Number.POSITIVE_INFINITY,
+  maxUserStoreBytes: Number.POSITIVE_INFINITY,
   deleteAfterDownload: false,
   offlineRetentionMs: 7 * 24 * 3600_000,
   uploadResumeTtlMs: 24 * 3600_000,

@@ -90,6 +90,8 @@ export const make = Effect.gen(function* () {
   const root = join(dataDir, "offline_file")
   const quarantine = join(dataDir, "quarantine")
   yield* io(`create ${root}`, () => mkdir(root, { recursive: true }))
+  /** Every task with data on disk: kept current by openUpload/remove/quarantine, seeded by a listing at start. */
+  const index = new Map<string, { fromUserId: number; fileSize: number }>()
 
   const paths = (taskId: string) => {
     // Task ids are checked before they get here; this is the last line of defence against path tricks.
@@ -105,6 +107,7 @@ export const make = Effect.gen(function* () {
       const p = yield* pathsOf(meta.taskId)
       yield* io(`create ${p.dir}`, () => mkdir(p.dir, { recursive: true }))
       yield* writeAtomic(p.meta, JSON.stringify(meta))
+      index.set(meta.taskId, { fromUserId: meta.fromUserId, fileSize: meta.fileSize })
       const handle = yield* Effect.acquireRelease(
         io(`open ${p.part}`, () => open(p.part, constants.O_RDWR | constants.O_CREAT, 0o640)),
         (h) => Effect.promise(() => h.close())
@@ -153,6 +156,7 @@ export const make = Effect.gen(function* () {
       yield* io(`create ${quarantine}`, () => mkdir(quarantine, { recursive: true }))
       const target = join(quarantine, `${taskId}.${Date.now()}`)
       yield* io(`quarantine ${file}`, () => rename(file, target))
+      index.delete(taskId)
       yield* Effect.logError("stored file quarantined").pipe(Effect.annotateLogs({ task: taskId.slice(0, 8), reason, movedTo: target }))
       return yield* new StoreError({ reason: "Corrupt", message: `stored file failed verification (${reason}); quarantined` })
     })
@@ -198,6 +202,7 @@ export const make = Effect.gen(function* () {
           completedAt: h.createTime * 1000
         }
         yield* writeAtomic(p.meta, JSON.stringify(adopted))
+        index.set(taskId, { fromUserId: adopted.fromUserId, fileSize: adopted.fileSize })
         yield* Effect.logInfo("adopted a stored file without metadata").pipe(Effect.annotateLogs({ task: taskId.slice(0, 8) }))
         return Option.some({ state: "complete", meta: adopted })
       }
@@ -228,6 +233,7 @@ export const make = Effect.gen(function* () {
   const remove = (taskId: string) =>
     Effect.gen(function* () {
       const p = yield* pathsOf(taskId)
+      index.delete(taskId)
       yield* io(`remove ${taskId.slice(0, 8)}`, async () => {
         await rm(p.file, { force: true })
         await rm(p.part, { force: true })
@@ -261,7 +267,11 @@ export const make = Effect.gen(function* () {
     return entries
   })
 
-  return OfflineStore.of({ openUpload, load, openRead, remove, list })
+  for (const entry of yield* list) {
+    index.set(entry.taskId, { fromUserId: entry.meta?.fromUserId ?? 0, fileSize: entry.meta?.fileSize ?? entry.bytes })
+  }
+
+  return OfflineStore.of({ openUpload, load, openRead, remove, list, usage: () => index })
 })
 
 export const layer = Layer.effect(OfflineStore, make)

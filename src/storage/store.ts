@@ -71,5 +71,7 @@ export class OfflineStore extends Context.Tag("tt-file-server/OfflineStore")<
     /** Deletes whatever is stored under this id (complete or partial, and its metadata). */
     readonly remove: (taskId: string) => Effect.Effect<void, StoreError>
     readonly list: Effect.Effect<ReadonlyArray<StoredEntry>, StoreError>
+    /** The file sizes of every task with something stored (complete or partial), by task id, for quotas. */
+    readonly usage: () => ReadonlyMap<string, { readonly fromUserId: number; readonly fileSize: number }>
   }
 >() {}

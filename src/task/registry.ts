@@ -138,6 +138,17 @@ export const make = Effect.gen(function* () {
       if (task.fileSize > config.maxFileSize) {
         return yield* new TaskCreateError({ reason: `file size ${task.fileSize} exceeds the limit of ${config.maxFileSize} bytes` })
       }
+      if (task.mode === TransferMode.Offline) {
+        const used = storeUsage(task.fromUserId)
+        if (used.total + task.fileSize > config.maxStoreBytes) {
+          return yield* new TaskCreateError({ reason: `offline storage is full (${used.total} of ${config.maxStoreBytes} bytes taken)` })
+        }
+        if (used.user + task.fileSize > config.maxUserStoreBytes) {
+          return yield* new TaskCreateError({
+            reason: `user ${task.fromUserId} has ${used.user} of ${config.maxUserStoreBytes} bytes of offline storage taken`
+          })
+        }
+      }
       let taskId = randomUUID()
       while (tasks.has(taskId)) taskId = randomUUID()
       const spec: TaskSpec = { taskId, ...task, createdAt: yield* Clock.currentTimeMillis }
@@ -155,6 +166,24 @@ export const make = Effect.gen(function* () {
       )
       return spec
     })
+
+  /**
+   * Bytes counted against the quotas: every task with something stored, plus offline
+   * tasks announced and not yet on disk (their size is reserved when they are created).
+   */
+  const storeUsage = (userId: number) => {
+    const sizes = new Map(store.usage())
+    for (const { handle } of tasks.values()) {
+      if (handle.spec.mode === TransferMode.Offline && !sizes.has(handle.spec.taskId)) sizes.set(handle.spec.taskId, handle.spec)
+    }
+    let total = 0
+    let user = 0
+    for (const entry of sizes.values()) {
+      total += entry.fileSize
+      if (entry.fromUserId === userId) user += entry.fileSize
+    }
+    return { total, user }
+  }
 
   /** Brings an offline task back from the store; concurrent logins to it share one load. */
   const load = (taskId: string): Effect.Effect<TaskHandle | undefined> =>
