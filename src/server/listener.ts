@@ -32,7 +32,12 @@ export const listen = <R>(
     const runFork = yield* FiberSet.makeRuntime<R, void, never>()
     const server = createServer({ noDelay: true })
     server.on("connection", (socket) => {
-      runFork(handle(socket))
+      // A defect ends this connection (its scope destroys the socket), never the server.
+      runFork(
+        handle(socket).pipe(
+          Effect.catchAllDefect((defect) => Effect.logError("connection failed").pipe(Effect.annotateLogs({ defect: String(defect) })))
+        )
+      )
     })
     const bound = yield* Effect.async<BoundAddress, ListenError>((resume) => {
       const onError = (cause: Error) => resume(Effect.fail(new ListenError({ host, port, cause })))

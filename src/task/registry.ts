@@ -61,7 +61,7 @@ const accepted = <A, E>(exit: Exit.Exit<A, E>) => Exit.isSuccess(exit)
 export const make = Effect.gen(function* () {
   const config = yield* ServerConfig
   const store = yield* OfflineStore
-  const actors = yield* FiberMap.make<string, TaskSummary>()
+  const actors = yield* FiberMap.make<string, TaskSummary | undefined>()
   const tasks = new Map<string, { handle: TaskHandle; snapshot: TaskSnapshot }>()
   const loading = new Map<string, Deferred.Deferred<TaskHandle | undefined>>()
 
@@ -124,6 +124,10 @@ export const make = Effect.gen(function* () {
           }
         }).pipe(
           Effect.tap(logEnd),
+          // A defect ends this task (its connections are closed by the actor's finalizer), never the server.
+          Effect.catchAllDefect((defect) =>
+            Effect.logError("task failed").pipe(Effect.annotateLogs({ task: shortTaskId(spec.taskId), defect: String(defect) }), Effect.as(undefined))
+          ),
           Effect.ensuring(Effect.sync(() => tasks.delete(spec.taskId))),
           Effect.provideService(OfflineStore, store),
           // The actor outlives the connection that created it: its logs must not carry that connection's annotations.
