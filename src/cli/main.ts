@@ -5,20 +5,34 @@ import { Cause, Effect, Exit } from "effect"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { packageRoot } from "../packageRoot.js"
+import { downloadCommand } from "./download.js"
+import { Progress } from "./progress.js"
+import { recvCommand } from "./recv.js"
+import { sendCommand } from "./send.js"
 import { serveCommand } from "./serve.js"
+import { storeCommand } from "./store.js"
+import { taskCommand } from "./task.js"
+import { uploadCommand } from "./upload.js"
 
 const version = (JSON.parse(readFileSync(join(packageRoot, "package.json"), "utf8")) as { version: string }).version
 
 const root = Command.make("tt-file-server").pipe(
-  Command.withDescription("A TeamTalk-compatible file server."),
-  Command.withSubcommands([serveCommand])
+  Command.withDescription(
+    "A TeamTalk-compatible file server, and a client to try it: serve (the daemon), task create, send and recv (online), " +
+      "upload and download (offline), store ls|rm|verify. `tt-file-server <command> --help` shows each command's flags and examples."
+  ),
+  Command.withSubcommands([serveCommand, taskCommand, sendCommand, recvCommand, uploadCommand, downloadCommand, storeCommand])
 )
 
 const cli = Command.run(root, { name: "tt-file-server", version })
 
-/** 0 on success or a signal, 2 for what the user must fix (flags, values), 1 for anything else. */
+/**
+ * 0 on success or a signal, 2 for what the user must fix (flags, values), 1 for anything else
+ * (a failed transfer). A transfer stopped by a signal has set process.exitCode to 1: it did not succeed.
+ */
 const exitCode = (exit: Exit.Exit<unknown, unknown>): number => {
-  if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return 0
+  if (Exit.isSuccess(exit)) return 0
+  if (Cause.isInterruptedOnly(exit.cause)) return process.exitCode === 1 ? 1 : 0
   const failure = Cause.failureOption(exit.cause)
   if (failure._tag === "Some") {
     const error = failure.value as { _tag?: string }
@@ -43,7 +57,7 @@ const report = (cause: Cause.Cause<unknown>) =>
     console.error(`tt-file-server: ${error instanceof Error ? error.message : String(error)}`)
   })
 
-const program = cli(process.argv).pipe(Effect.tapErrorCause(report), Effect.provide(NodeContext.layer))
+const program = cli(process.argv).pipe(Effect.tapErrorCause(report), Effect.provide(Progress.layer), Effect.provide(NodeContext.layer))
 
 NodeRuntime.runMain(program, {
   disableErrorReporting: true,

@@ -54,6 +54,12 @@ const options = {
     Options.withDefault(String(d.msgIdleTimeoutMs / 1000)),
     Options.withDescription(`Silence after which a msg_server link is closed. Default: ${d.msgIdleTimeoutMs / 1000}.`)
   ),
+  onlineReadahead: Options.integer("online-readahead").pipe(
+    Options.withDefault(d.onlineReadahead),
+    Options.withDescription(
+      `Blocks an online transfer asks the sender for ahead of the receiver, answered from memory when the receiver pulls them (0: off; with --upload-window 1 the server's PDUs are exactly TeamTalk's). Default: ${d.onlineReadahead}.`
+    )
+  ),
   uploadSegment: Options.integer("upload-segment").pipe(
     Options.withDefault(d.uploadSegment),
     Options.withDescription(`Bytes the server asks an offline uploader for per pull. Default: ${d.uploadSegment}.`)

@@ -20,6 +20,7 @@ export interface ServeFlags {
   readonly loginTimeout: string
   readonly idleTimeout: string
   readonly msgIdleTimeout: string
+  readonly onlineReadahead: number
   readonly uploadSegment: number
   readonly uploadWindow: number
   readonly maxFileSize: number
@@ -98,6 +99,7 @@ export const settingsFromFlags = (flags: ServeFlags): ServerSettings => {
     loginTimeoutMs: parseDuration("login-timeout", flags.loginTimeout),
     clientIdleTimeoutMs: parseDuration("idle-timeout", flags.idleTimeout),
     msgIdleTimeoutMs: parseDuration("msg-idle-timeout", flags.msgIdleTimeout),
+    onlineReadahead: integerIn("online-readahead", flags.onlineReadahead, 0, 64),
     // A segment must fit in one frame: the largest block of a frame of this size.
     uploadSegment: integerIn("upload-segment", flags.uploadSegment, 1, maxBlockBytes(flags.maxFrameBytes, 36)),
     uploadWindow: integerIn("upload-window", flags.uploadWindow, 1, 1024),

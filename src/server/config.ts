@@ -22,6 +22,8 @@ export interface ServerSettings {
   readonly msgIdleTimeoutMs: number
   /** Pulls a receiver may have outstanding at once. */
   readonly maxPullsInFlight: number
+  /** Blocks an online task asks the sender for ahead of the receiver's pulls (0: off, as TeamTalk). */
+  readonly onlineReadahead: number
   /** Bytes the server asks an offline uploader for per PULL_DATA_REQ. */
   readonly uploadSegment: number
   /** Offline upload requests in flight at once. */
@@ -56,8 +58,9 @@ export const defaultSettings: ServerSettings = {
   clientIdleTimeoutMs: 120_000,
   msgIdleTimeoutMs: 30_000,
   maxPullsInFlight: 256,
+  onlineReadahead: 4,
   uploadSegment: 32 * 1024,
-  uploadWindow: 1,
+  uploadWindow: 8,
   maxFileSize: 0xffffffff,
   maxStoreBytes: Number.POSITIVE_INFINITY,
   maxUserStoreBytes: Number.POSITIVE_INFINITY,

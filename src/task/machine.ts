@@ -37,6 +37,18 @@ export interface PendingPull {
   readonly seq: number
 }
 
+/**
+ * A block the server asked the sender for ahead of the receiver (read-ahead):
+ * in flight until `raw` holds the sender's PULL_DATA_RSP. A `discard`ed one
+ * is dropped when it arrives (the receiver went elsewhere).
+ */
+export interface Prefetch {
+  readonly offset: number
+  readonly size: number
+  readonly raw: Buffer | undefined
+  readonly discard: boolean
+}
+
 export interface TaskState {
   readonly spec: TaskSpec
   readonly phase: Phase
@@ -44,6 +56,10 @@ export interface TaskState {
   readonly receiver: ConnId | undefined
   /** Pulls forwarded to the sender and not yet answered, oldest first. */
   readonly pulls: ReadonlyArray<PendingPull>
+  /** Read-ahead blocks, in the order they were asked for. */
+  readonly ahead: ReadonlyArray<Prefetch>
+  /** Where the next read-ahead block starts. */
+  readonly aheadEnd: number
   readonly bytesRelayed: number
   readonly outcome: Outcome | undefined
 }
@@ -53,6 +69,8 @@ export interface Limits {
   readonly maxBlockBytes: number
   /** Pulls a receiver may have outstanding at once. */
   readonly maxPullsInFlight: number
+  /** Blocks asked for ahead of the receiver (0: relay only what it pulls, as TeamTalk). */
+  readonly readahead: number
 }
 
 export type TaskEvent =
@@ -109,6 +127,8 @@ export const initialState = (spec: TaskSpec): TaskState => ({
   sender: undefined,
   receiver: undefined,
   pulls: [],
+  ahead: [],
+  aheadEnd: 0,
   bytesRelayed: 0,
   outcome: undefined
 })
@@ -125,7 +145,7 @@ const end = (s: TaskState, outcome: Outcome, reason: string, commands: Array<Com
     if (conn !== undefined) commands.push({ _tag: "Close", conn, reason })
   }
   commands.push({ _tag: "DisarmIdleTimer" }, { _tag: "End", outcome, reason })
-  return [{ ...s, phase: "Ended", sender: undefined, receiver: undefined, pulls: [], outcome }, commands]
+  return [{ ...s, phase: "Ended", sender: undefined, receiver: undefined, pulls: [], ahead: [], outcome }, commands]
 }
 
 /** A party left (or was thrown out): once both were in, the other side is told CANCEL and the task ends. */
@@ -139,7 +159,7 @@ const partyGone = (s: TaskState, conn: ConnId, reason: string, commands: Array<C
     return end(isSender ? { ...s, sender: undefined } : { ...s, receiver: undefined }, outcome, reason, commands)
   }
   commands.push({ _tag: "ArmIdleTimer" })
-  return [{ ...s, phase: "Ready", sender: undefined, receiver: undefined, pulls: [] }, commands]
+  return [{ ...s, phase: "Ready", sender: undefined, receiver: undefined, pulls: [], ahead: [], aheadEnd: 0 }, commands]
 }
 
 const violation = (s: TaskState, conn: ConnId, reason: string): Step =>
@@ -163,6 +183,33 @@ const login = (s: TaskState, e: Extract<TaskEvent, { _tag: "Login" }>): Step => 
   return [{ ...next, phase: isSender ? "WaitingReceiver" : "WaitingSender" }, commands]
 }
 
+/**
+ * Asks the sender for the blocks after `from`, `blockSize` each, until
+ * `limits.readahead` are waiting or the file ends, skipping nothing: a block
+ * already asked for (by a pull) stops the read-ahead until the next pull.
+ */
+const readAhead = (s: TaskState, from: number, blockSize: number, limits: Limits, commands: Array<Command>): TaskState => {
+  if (limits.readahead === 0 || s.sender === undefined) return s
+  const ahead = [...s.ahead]
+  let next = Math.max(s.aheadEnd, from)
+  let live = ahead.filter((p) => !p.discard).length
+  while (live < limits.readahead && next < s.spec.fileSize) {
+    const offset = next
+    if (s.pulls.some((p) => p.offset === offset) || ahead.some((p) => p.offset === offset)) break
+    const size = Math.min(blockSize, s.spec.fileSize - offset)
+    ahead.push({ offset, size, raw: undefined, discard: false })
+    commands.push({
+      _tag: "SendPull",
+      to: s.sender,
+      seq: 0,
+      msg: { taskId: s.spec.taskId, userId: s.spec.toUserId, transMode: s.spec.mode, offset, dataSize: size }
+    })
+    next += size
+    live++
+  }
+  return { ...s, ahead, aheadEnd: next }
+}
+
 const pullReq = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullReq" }>, limits: Limits): Step => {
   if (e.conn !== s.receiver) return violation(s, e.conn, "PULL_DATA_REQ from a party that is not the receiver")
   const { msg } = e
@@ -176,11 +223,31 @@ const pullReq = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullReq" }>, limit
   }
   if (s.pulls.length >= limits.maxPullsInFlight) return violation(s, e.conn, "too many pulls in flight")
   const size = Math.min(msg.dataSize, s.spec.fileSize - msg.offset)
-  const command: Command =
-    size === msg.dataSize
-      ? { _tag: "Forward", to: s.sender!, raw: e.raw, seq: e.seq, dataBytes: 0 }
-      : { _tag: "SendPull", to: s.sender!, seq: e.seq, msg: { ...msg, dataSize: size } }
-  return [{ ...state, pulls: [...s.pulls, { offset: msg.offset, size, seq: e.seq }] }, [command]]
+  const commands: Array<Command> = []
+  const hit = s.ahead.findIndex((p) => p.offset === msg.offset && !p.discard)
+  const prefetched = hit >= 0 && s.ahead[hit]!.size === size ? s.ahead[hit]! : undefined
+  let next: TaskState
+  if (prefetched !== undefined) {
+    const ahead = [...s.ahead.slice(0, hit), ...s.ahead.slice(hit + 1)]
+    if (prefetched.raw !== undefined) {
+      // Answered from memory, with the receiver's own seq.
+      commands.push({ _tag: "Forward", to: e.conn, raw: prefetched.raw, seq: e.seq, dataBytes: size })
+      next = { ...state, ahead, bytesRelayed: s.bytesRelayed + size }
+    } else {
+      // Already asked for: its response goes to this pull.
+      next = { ...state, ahead, pulls: [...s.pulls, { offset: msg.offset, size, seq: e.seq }] }
+    }
+  } else {
+    commands.push(
+      size === msg.dataSize
+        ? { _tag: "Forward", to: s.sender!, raw: e.raw, seq: e.seq, dataBytes: 0 }
+        : { _tag: "SendPull", to: s.sender!, seq: e.seq, msg: { ...msg, dataSize: size } }
+    )
+    // The receiver did not pull what was read ahead: drop what arrived, ignore what is still coming.
+    const ahead = s.ahead.filter((p) => p.raw === undefined).map((p) => (p.discard ? p : { ...p, discard: true }))
+    next = { ...state, ahead, aheadEnd: msg.offset + size, pulls: [...s.pulls, { offset: msg.offset, size, seq: e.seq }] }
+  }
+  return [readAhead(next, msg.offset + size, msg.dataSize, limits, commands), commands]
 }
 
 const pullRsp = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullRsp" }>): Step => {
@@ -188,12 +255,27 @@ const pullRsp = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullRsp" }>): Step
   const { msg } = e
   if (msg.taskId !== s.spec.taskId) return violation(s, e.conn, "PULL_DATA_RSP for another task")
   if (msg.userId !== s.spec.fromUserId) return violation(s, e.conn, "PULL_DATA_RSP from the wrong user")
+  const wrongSize = (size: number) =>
+    msg.resultCode === 0 && msg.fileData.length !== size
+      ? violation(s, e.conn, `PULL_DATA_RSP carries ${msg.fileData.length} bytes where ${size} were asked`)
+      : undefined
+  // A read-ahead block at this offset was asked for before any pull still waiting for it.
+  const a = s.ahead.findIndex((p) => p.offset === msg.offset && p.raw === undefined)
+  if (a >= 0) {
+    const prefetch = s.ahead[a]!
+    const bad = wrongSize(prefetch.size)
+    if (bad) return bad
+    const keep = !prefetch.discard && msg.resultCode === 0
+    const ahead = keep
+      ? s.ahead.map((p, i) => (i === a ? { ...p, raw: e.raw } : p))
+      : [...s.ahead.slice(0, a), ...s.ahead.slice(a + 1)]
+    return [{ ...s, ahead }, []]
+  }
   const index = s.pulls.findIndex((p) => p.offset === msg.offset)
   if (index < 0) return violation(s, e.conn, `PULL_DATA_RSP at offset ${msg.offset} answers no outstanding pull`)
   const pull = s.pulls[index]!
-  if (msg.resultCode === 0 && msg.fileData.length !== pull.size) {
-    return violation(s, e.conn, `PULL_DATA_RSP carries ${msg.fileData.length} bytes where ${pull.size} were asked`)
-  }
+  const bad = wrongSize(pull.size)
+  if (bad) return bad
   const pulls = index === 0 ? s.pulls.slice(1) : [...s.pulls.slice(0, index), ...s.pulls.slice(index + 1)]
   return [
     { ...s, pulls, bytesRelayed: s.bytesRelayed + msg.fileData.length },

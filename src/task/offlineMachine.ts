@@ -35,8 +35,12 @@ export interface OfflineState {
   readonly received: number
   /** The next offset to ask the uploader for. */
   readonly requested: number
-  /** Blocks asked for and not yet received, in offset order. */
-  readonly outstanding: ReadonlyArray<{ readonly offset: number; readonly size: number }>
+  /**
+   * Blocks asked for and not yet stored, in offset order. A block that came
+   * before an earlier one holds its data here until the gap is filled, so the
+   * partial file is always an exact prefix of the file (what a resume relies on).
+   */
+  readonly outstanding: ReadonlyArray<{ readonly offset: number; readonly size: number; readonly data?: Uint8Array }>
   /** Stored bytes deleted (after a download, with --delete-after-download): no new downloads. */
   readonly deleted: boolean
   readonly bytesStored: number
@@ -192,20 +196,28 @@ const uploadBlock = (s: OfflineState, e: Extract<TaskEvent, { _tag: "PullRsp" }>
   const { msg } = e
   if (msg.taskId !== s.spec.taskId) return uploadViolation(s, e.conn, "PULL_DATA_RSP for another task")
   if (msg.userId !== s.spec.fromUserId) return uploadViolation(s, e.conn, "PULL_DATA_RSP from the wrong user")
-  const next = s.outstanding[0]
-  if (next === undefined || msg.offset !== next.offset) {
-    return uploadViolation(s, e.conn, `PULL_DATA_RSP at offset ${msg.offset} where ${next?.offset ?? "none"} was expected`)
-  }
+  const index = s.outstanding.findIndex((o) => o.offset === msg.offset && o.data === undefined)
+  if (index < 0) return uploadViolation(s, e.conn, `PULL_DATA_RSP at offset ${msg.offset} answers no outstanding request`)
   if (msg.resultCode !== 0) return uploadViolation(s, e.conn, `the uploader answered with error ${msg.resultCode}`)
-  if (msg.fileData.length !== next.size) {
-    return uploadViolation(s, e.conn, `PULL_DATA_RSP carries ${msg.fileData.length} bytes where ${next.size} were asked`)
+  const asked = s.outstanding[index]!
+  if (msg.fileData.length !== asked.size) {
+    return uploadViolation(s, e.conn, `PULL_DATA_RSP carries ${msg.fileData.length} bytes where ${asked.size} were asked`)
   }
-  const commands: Array<Command> = [{ _tag: "StoreBlock", data: msg.fileData }]
+  const outstanding = s.outstanding.map((o, i) => (i === index ? { ...o, data: msg.fileData } : o))
+  // Store every block that now continues the file without a gap.
+  const commands: Array<Command> = []
+  let received = s.received
+  let first = 0
+  for (; first < outstanding.length && outstanding[first]!.data !== undefined; first++) {
+    const block = outstanding[first]!
+    commands.push({ _tag: "StoreBlock", data: block.data! })
+    received += block.size
+  }
   const stored: OfflineState = {
     ...s,
-    received: s.received + next.size,
-    outstanding: s.outstanding.slice(1),
-    bytesStored: s.bytesStored + next.size
+    received,
+    outstanding: outstanding.slice(first),
+    bytesStored: s.bytesStored + (received - s.received)
   }
   if (stored.received >= s.spec.fileSize) {
     commands.push({ _tag: "FinishUpload" })

@@ -157,7 +157,11 @@ export const make = Effect.gen(function* () {
       while (tasks.has(taskId)) taskId = randomUUID()
       const spec: TaskSpec = { taskId, ...task, createdAt: yield* Clock.currentTimeMillis }
       yield* spec.mode === TransferMode.Online
-        ? spawn(spec, onlineMachine(spec, { maxBlockBytes: maxBlock(taskId), maxPullsInFlight: config.maxPullsInFlight }))
+        ? spawn(spec, onlineMachine(spec, {
+              maxBlockBytes: maxBlock(taskId),
+              maxPullsInFlight: config.maxPullsInFlight,
+              readahead: config.onlineReadahead
+            }))
         : spawn(spec, offlineMachine(spec, { state: "none" }, offlineLimits(taskId)))
       yield* Effect.logInfo("task created").pipe(
         Effect.annotateLogs({

@@ -1,5 +1,4 @@
 import { Context, Effect, Layer, Logger, LogLevel } from "effect"
-import type { Scope } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -8,6 +7,15 @@ import { ListeningAddresses, ServerLive } from "../../src/server/app.js"
 import type { ServerSettings } from "../../src/server/config.js"
 import { ServerConfig } from "../../src/server/config.js"
 import { TaskRegistry } from "../../src/task/registry.js"
+import { Exit, Scope } from "effect"
+import { advertisedAddresses } from "../../src/server/advertise.js"
+import { handleClientConnection } from "../../src/server/clientConnection.js"
+import { listen } from "../../src/server/listener.js"
+import { handleMsgConnection } from "../../src/server/msgConnection.js"
+import * as DiskStore from "../../src/storage/diskStore.js"
+import { OfflineStore } from "../../src/storage/store.js"
+import * as Sweeper from "../../src/storage/sweeper.js"
+import * as TaskRegistryLive from "../../src/task/registry.js"
 
 export interface TestServer {
   readonly client: { readonly host: string; readonly port: number }
@@ -36,6 +44,9 @@ export const startServer = (overrides: Partial<ServerSettings> = {}): Effect.Eff
       msgHost: "127.0.0.1",
       msgPort: 0,
       dataDir,
+      // The relay tests check TeamTalk's exact PDU exchange; read-ahead (the daemon's default)
+      // adds server-originated pulls, and has tests of its own (test/server/readahead.test.ts).
+      onlineReadahead: 0,
       ...overrides
     })
     const logs = process.env.TTFS_TEST_LOGS ? Logger.minimumLogLevel(LogLevel.Debug) : Logger.minimumLogLevel(LogLevel.None)
@@ -70,4 +81,86 @@ export const eventually = <A>(check: () => A | undefined | false, timeoutMs = 50
       if (Date.now() > deadline) return yield* Effect.fail(new Error("condition not reached in time"))
       yield* Effect.sleep(10)
     }
+  })
+
+// ---- Servers on a chosen data dir, with a chosen store (offline tests) -----------
+
+export type OfflineStoreService = Context.Tag.Service<OfflineStore>
+
+export interface ServerOptions {
+  /** Settings over the test defaults (127.0.0.1, free ports). */
+  readonly settings?: Partial<ServerSettings>
+  /** Run on this data directory, which outlives the server; default: a temp dir removed with the scope. */
+  readonly dataDir?: string
+  /** Replaces the offline store: given the disk store built for this server, returns the one it uses. */
+  readonly store?: (disk: OfflineStoreService) => OfflineStoreService
+}
+
+export interface TestServerWithStore extends TestServer {
+  /** The store the server runs on (the wrapped one when `store` was given). */
+  readonly store: OfflineStoreService
+}
+
+/** src/server/app.ts's ports, rebuilt here so that the store below them can be swapped. */
+const testPortsLive = Layer.scoped(
+  ListeningAddresses,
+  Effect.gen(function* () {
+    const config = yield* ServerConfig
+    const client = yield* Effect.forEach(config.clientHosts, (host) => listen(host, config.clientPort, handleClientConnection))
+    const advertised = advertisedAddresses(config, client)
+    const msg = yield* listen(config.msgHost, config.msgPort, handleMsgConnection(advertised))
+    return { client, msg, advertised }
+  })
+)
+
+const serverWithStore = (wrap: (disk: OfflineStoreService) => OfflineStoreService) =>
+  Layer.merge(testPortsLive, Sweeper.layer).pipe(
+    Layer.provideMerge(TaskRegistryLive.layer),
+    Layer.provideMerge(Layer.effect(OfflineStore, Effect.map(DiskStore.make, wrap)))
+  )
+
+/**
+ * Like startServer, with a data dir of the caller's (to restart a server on
+ * it) and optionally a wrapped store (to inject storage faults). Without
+ * `store` this is exactly ServerLive.
+ */
+export const startServerWith = (options: ServerOptions = {}): Effect.Effect<TestServerWithStore, unknown, Scope.Scope> =>
+  Effect.gen(function* () {
+    const dataDir = options.dataDir ?? (yield* tempDir)
+    const config = ServerConfig.layer({
+      clientHosts: ["127.0.0.1"],
+      clientPort: 0,
+      msgHost: "127.0.0.1",
+      msgPort: 0,
+      dataDir,
+      ...options.settings
+    })
+    const logs = process.env.TTFS_TEST_LOGS ? Logger.minimumLogLevel(LogLevel.Debug) : Logger.minimumLogLevel(LogLevel.None)
+    const live = options.store === undefined ? ServerLive : serverWithStore(options.store)
+    const context = yield* Layer.build(live.pipe(Layer.provide(config), Layer.provide(logs)))
+    const addresses = Context.get(context, ListeningAddresses)
+    return {
+      client: { host: "127.0.0.1", port: addresses.client[0]!.port },
+      msg: addresses.msg,
+      registry: Context.get(context, TaskRegistry),
+      store: Context.get(context, OfflineStore),
+      dataDir
+    }
+  })
+
+/**
+ * A server that the test can stop before its own scope ends (to restart
+ * another on the same data dir): `stop` closes the server's scope, which
+ * interrupts its tasks and closes every connection, as a crash would (minus
+ * the page cache).
+ */
+export const startStoppableServer = (
+  options: ServerOptions & { readonly dataDir: string }
+): Effect.Effect<{ readonly server: TestServerWithStore; readonly stop: Effect.Effect<void> }, unknown, Scope.Scope> =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const stop = Scope.close(scope, Exit.void)
+    yield* Effect.addFinalizer(() => stop)
+    const server = yield* startServerWith(options).pipe(Scope.extend(scope))
+    return { server, stop }
   })

@@ -1,0 +1,152 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber } from "effect"
+import { randomBytes } from "node:crypto"
+import * as Client from "../../src/client/index.js"
+import { FileRole, FileState } from "../../src/protocol/commands.js"
+import { Pdu } from "../../src/protocol/messages.js"
+import { FROM, onlineTask, pullReqPdu, pullRspPdu, rawLogin, serveRaw, sha256, TO } from "../support/raw.js"
+import { eventually, startServer } from "../support/server.js"
+
+const BLOCK = 32 * 1024
+
+describe("online read-ahead", () => {
+  for (const window of [1, 8]) {
+    for (const size of [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 1024 * 1024 + 5]) {
+      it.scopedLive(`window ${window}: ${size} bytes arrive intact with read-ahead 4`, () =>
+        Effect.gen(function* () {
+          const server = yield* startServer({ onlineReadahead: 4 })
+          const data = randomBytes(size)
+          const taskId = yield* onlineTask(server, size)
+          const sender = yield* Client.connect(server.client)
+          const receiver = yield* Client.connect(server.client)
+          yield* Client.login(sender, { taskId, userId: FROM, role: FileRole.Sender })
+          yield* Client.login(receiver, { taskId, userId: TO, role: FileRole.Receiver })
+          const sink = Client.memorySink()
+          const [served, pulled] = yield* Effect.all(
+            [
+              Client.serveFile(sender, { taskId, userId: FROM, source: Client.sourceFromBuffer(data) }),
+              Client.receiveFile(receiver, { taskId, userId: TO, sink, size, window })
+            ],
+            { concurrency: 2 }
+          )
+          expect(served.finalState).toBe(FileState.Done)
+          expect(pulled.bytes).toBe(size)
+          expect(sha256(sink.bytes())).toBe(sha256(data))
+          yield* eventually(() => server.registry.size() === 0)
+        })
+      )
+    }
+  }
+
+  it.scopedLive("the sender is asked ahead; the receiver's next pull is answered from memory with its own seq", () =>
+    Effect.gen(function* () {
+      const server = yield* startServer({ onlineReadahead: 3 })
+      const data = randomBytes(10 * BLOCK)
+      const taskId = yield* onlineTask(server, data.length)
+      const sender = yield* rawLogin(server, taskId, FROM, FileRole.Sender)
+      const receiver = yield* rawLogin(server, taskId, TO, FileRole.Receiver)
+      yield* receiver.expect(Pdu.State)
+      const asked: Array<{ offset: number; size: number; seq: number }> = []
+      const serving = yield* Effect.fork(
+        serveRaw(sender, { taskId, data, onPull: (r) => asked.push({ offset: r.msg.offset, size: r.msg.dataSize, seq: r.seq }) })
+      )
+      receiver.send(pullReqPdu(41, { taskId, userId: TO, offset: 0, dataSize: BLOCK }))
+      const first = yield* receiver.expect(Pdu.PullDataRsp)
+      expect(first.seq).toBe(41)
+      // The receiver's pull (seq 41) plus three blocks ahead (seq 0, the server's own).
+      yield* eventually(() => asked.length === 4)
+      expect(asked).toEqual([
+        { offset: 0, size: BLOCK, seq: 41 },
+        { offset: BLOCK, size: BLOCK, seq: 0 },
+        { offset: 2 * BLOCK, size: BLOCK, seq: 0 },
+        { offset: 3 * BLOCK, size: BLOCK, seq: 0 }
+      ])
+      receiver.send(pullReqPdu(42, { taskId, userId: TO, offset: BLOCK, dataSize: BLOCK }))
+      const second = yield* receiver.expect(Pdu.PullDataRsp)
+      expect(second.seq).toBe(42)
+      expect(second.msg.offset).toBe(BLOCK)
+      expect(Buffer.from(second.msg.fileData).equals(data.subarray(BLOCK, 2 * BLOCK))).toBe(true)
+      // Answering it from memory asked for one more block ahead, not the pulled one again.
+      yield* eventually(() => asked.length === 5)
+      expect(asked[4]).toEqual({ offset: 4 * BLOCK, size: BLOCK, seq: 0 })
+      yield* Fiber.interrupt(serving)
+    })
+  )
+
+  it.scopedLive("a receiver that jumps around still gets exactly the bytes it pulls, with its seqs", () =>
+    Effect.gen(function* () {
+      const server = yield* startServer({ onlineReadahead: 4 })
+      const data = randomBytes(20 * BLOCK + 100)
+      const taskId = yield* onlineTask(server, data.length)
+      const sender = yield* rawLogin(server, taskId, FROM, FileRole.Sender)
+      const receiver = yield* rawLogin(server, taskId, TO, FileRole.Receiver)
+      yield* receiver.expect(Pdu.State)
+      yield* Effect.fork(serveRaw(sender, { taskId, data }))
+      const pulls = [
+        [0, BLOCK],
+        [BLOCK, BLOCK],
+        [10 * BLOCK, BLOCK],
+        [BLOCK, BLOCK],
+        [2 * BLOCK, 1000],
+        [11 * BLOCK, BLOCK],
+        [12 * BLOCK, BLOCK],
+        [20 * BLOCK, BLOCK],
+        [5, 77]
+      ] as const
+      let seq = 100
+      for (const [offset, size] of pulls) {
+        seq++
+        receiver.send(pullReqPdu(seq, { taskId, userId: TO, offset, dataSize: size }))
+        const rsp = yield* receiver.expect(Pdu.PullDataRsp)
+        expect(rsp.seq).toBe(seq)
+        expect(rsp.msg.offset).toBe(offset)
+        expect(Buffer.from(rsp.msg.fileData).equals(data.subarray(offset, Math.min(offset + size, data.length)))).toBe(true)
+      }
+    })
+  )
+
+  it.scopedLive("a wrong-length answer to a block read ahead closes the sender and cancels the receiver", () =>
+    Effect.gen(function* () {
+      const server = yield* startServer({ onlineReadahead: 2 })
+      const data = randomBytes(8 * BLOCK)
+      const taskId = yield* onlineTask(server, data.length)
+      const sender = yield* rawLogin(server, taskId, FROM, FileRole.Sender)
+      const receiver = yield* rawLogin(server, taskId, TO, FileRole.Receiver)
+      yield* receiver.expect(Pdu.State)
+      receiver.send(pullReqPdu(5, { taskId, userId: TO, offset: 0, dataSize: BLOCK }))
+      const pulled = yield* sender.expect(Pdu.PullDataReq)
+      expect(pulled.seq).toBe(5)
+      sender.send(pullRspPdu(5, { taskId, userId: FROM, offset: 0, fileData: data.subarray(0, BLOCK) }))
+      expect((yield* receiver.expect(Pdu.PullDataRsp)).seq).toBe(5)
+      const ahead = yield* sender.expect(Pdu.PullDataReq)
+      expect(ahead.seq).toBe(0)
+      expect(ahead.msg.offset).toBe(BLOCK)
+      // One byte short of what the server asked for ahead.
+      sender.send(pullRspPdu(0, { taskId, userId: FROM, offset: BLOCK, fileData: data.subarray(BLOCK, 2 * BLOCK - 1) }))
+      yield* sender.expectClosed()
+      const cancel = yield* receiver.expect(Pdu.State)
+      expect(cancel.msg.state).toBe(FileState.Cancel)
+      yield* receiver.expectClosed()
+      yield* eventually(() => server.registry.size() === 0)
+    })
+  )
+
+  it.scopedLive("the receiver leaving with blocks read ahead in memory ends the task and cancels the sender", () =>
+    Effect.gen(function* () {
+      const server = yield* startServer({ onlineReadahead: 4 })
+      const data = randomBytes(8 * BLOCK)
+      const taskId = yield* onlineTask(server, data.length)
+      const sender = yield* rawLogin(server, taskId, FROM, FileRole.Sender)
+      const receiver = yield* rawLogin(server, taskId, TO, FileRole.Receiver)
+      yield* receiver.expect(Pdu.State)
+      const asked: Array<number> = []
+      yield* Effect.fork(serveRaw(sender, { taskId, data, onPull: (r) => asked.push(r.msg.offset) }).pipe(Effect.ignore))
+      receiver.send(pullReqPdu(5, { taskId, userId: TO, offset: 0, dataSize: BLOCK }))
+      yield* receiver.expect(Pdu.PullDataRsp)
+      yield* eventually(() => asked.length === 5)
+      receiver.destroy()
+      yield* eventually(() => server.registry.size() === 0)
+      yield* sender.expectClosed()
+    })
+  )
+})
