@@ -187,13 +187,15 @@ const login = (s: TaskState, e: Extract<TaskEvent, { _tag: "Login" }>): Step => 
  * Asks the sender for the blocks after `from`, `blockSize` each, until
  * `limits.readahead` are waiting or the file ends, skipping nothing: a block
  * already asked for (by a pull) stops the read-ahead until the next pull.
+ * At most N blocks are ever held in memory (`raw`).
  */
 const readAhead = (s: TaskState, from: number, blockSize: number, limits: Limits, commands: Array<Command>): TaskState => {
   if (limits.readahead === 0 || s.sender === undefined) return s
   const ahead = [...s.ahead]
   let next = Math.max(s.aheadEnd, from)
   let live = ahead.filter((p) => !p.discard).length
-  while (live < limits.readahead && next < s.spec.fileSize) {
+  // Blocks still coming for a pull the receiver did not make count too: at most 2N records.
+  while (live < limits.readahead && ahead.length < 2 * limits.readahead && next < s.spec.fileSize) {
     const offset = next
     if (s.pulls.some((p) => p.offset === offset) || ahead.some((p) => p.offset === offset)) break
     const size = Math.min(blockSize, s.spec.fileSize - offset)
