@@ -1,8 +1,10 @@
 /**
  * `npm run bench`: online transfers through the daemon and through a bare
  * node:net relay (the ceiling), both as child processes driven by the same
- * SDK client, interleaved over several rounds. Prints a table of medians and
- * ranges and writes every run to bench/results/latest.json.
+ * SDK client, and offline uploads and downloads through the daemon alone (a
+ * daemon of its own per --upload-window measured), interleaved over several
+ * rounds. Prints a table of medians and ranges and writes every run to
+ * bench/results/latest.json.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Exit } from "effect"
@@ -17,23 +19,46 @@ import { onlineTransfer } from "./online.js"
 import { rssMiB } from "./procStats.js"
 import type { RunRecord } from "./report.js"
 import { compare, formatReport, summarizeCases, writeJson } from "./report.js"
-import type { Target } from "./targets.js"
+import { offlineDownload, offlineUpload } from "./offline.js"
+import type { DaemonTarget, Target } from "./targets.js"
 import { startBareRelay, startDaemon } from "./targets.js"
 
 const MiB = 1024 * 1024
 const resultsDir = fileURLToPath(new URL("../../bench/results/", import.meta.url))
 
-/** One thing to measure, run the same way against every target. */
+/** One thing to measure, and the servers it is measured on (each run the same way). */
 interface BenchCase {
   readonly name: string
-  readonly run: (target: Target, source: Buffer) => Effect.Effect<Measurement, BenchError>
+  readonly runs: ReadonlyArray<{ readonly target: Target; readonly run: (source: Buffer) => Effect.Effect<Measurement, BenchError> }>
 }
 
-const onlineCases = (args: BenchArgs): Array<BenchCase> =>
+/** A server process of this bench, under the label it has in the output. */
+interface Server {
+  readonly label: string
+  readonly target: Target
+}
+
+const onlineCases = (args: BenchArgs, targets: ReadonlyArray<Target>): Array<BenchCase> =>
   args.windows.map((window) => ({
     name: `online w${window}`,
-    run: (target, source) => onlineTransfer(target, source, { window, blockSize: args.blockKiB * 1024 })
+    runs: targets.map((target) => ({ target, run: (source: Buffer) => onlineTransfer(target, source, { window, blockSize: args.blockKiB * 1024 }) }))
   }))
+
+/**
+ * Per upload window, an upload to the daemon started with it; then the
+ * downloads, from the first of those daemons, of what was uploaded to it (in
+ * the same round: the cases of a round run in this order).
+ */
+const offlineCases = (args: BenchArgs, daemons: ReadonlyArray<{ readonly uploadWindow: number; readonly target: DaemonTarget }>): Array<BenchCase> => [
+  ...daemons.map(({ target, uploadWindow }) => ({
+    name: `offline upload uw${uploadWindow}`,
+    runs: [{ target, run: (source: Buffer) => offlineUpload(target, source) }]
+  })),
+  ...args.downloadWindows.map((window) => ({
+    name: `offline download w${window}`,
+    runs: [{ target: daemons[0]!.target, run: (source: Buffer) => offlineDownload(daemons[0]!.target, source, { window, blockSize: args.blockKiB * 1024 }) }]
+  }))
+]
 
 const progress = (line: string) => Effect.sync(() => process.stderr.write(line + "\n"))
 
@@ -49,37 +74,60 @@ const bench = (args: BenchArgs) =>
         ...args.nodeFlags,
         ...(args.cpuProf ? ["--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", `${name}-${Date.now()}.cpuprofile`] : [])
       ]
-      const [daemon, bare] = yield* Effect.all(
-        [startDaemon({ nodeFlags: nodeFlags("daemon"), serveArgs: args.daemonArgs }), startBareRelay({ nodeFlags: nodeFlags("bare") })],
+      const online = args.cases.includes("online")
+      const offline = args.cases.includes("offline")
+      const [onlineTargets, offlineDaemons] = yield* Effect.all(
+        [
+          online
+            ? Effect.all(
+                [startDaemon({ nodeFlags: nodeFlags("daemon"), serveArgs: args.daemonArgs }), startBareRelay({ nodeFlags: nodeFlags("bare") })],
+                { concurrency: 2 }
+              )
+            : Effect.succeed([]),
+          offline
+            ? Effect.forEach(
+                args.uploadWindows,
+                (uploadWindow) =>
+                  startDaemon({
+                    nodeFlags: nodeFlags(`daemon-offline-uw${uploadWindow}`),
+                    serveArgs: [...args.daemonArgs, "--upload-window", String(uploadWindow)]
+                  }).pipe(Effect.map((target) => ({ uploadWindow, target }))),
+                { concurrency: "unbounded" }
+              )
+            : Effect.succeed([])
+        ],
         { concurrency: 2 }
       )
-      const targets = [daemon, bare]
-      const cases = onlineCases(args)
-      yield* progress(`daemon pid ${daemon.process.pid} (client ${daemon.client.port}, msg ${daemon.process.ports.msg}), bare relay pid ${bare.process.pid} (${bare.client.port})`)
-      const rssAtStartMiB = Object.fromEntries(targets.map((t) => [t.name, rssMiB(t.process.pid)]))
+      const servers: Array<Server> = [
+        ...onlineTargets.map((target) => ({ label: target.name, target })),
+        ...offlineDaemons.map(({ target, uploadWindow }) => ({ label: `daemon offline uw${uploadWindow}`, target }))
+      ]
+      const cases = [...(online ? onlineCases(args, onlineTargets) : []), ...(offline ? offlineCases(args, offlineDaemons) : [])]
+      yield* progress(servers.map((s) => `${s.label} pid ${s.target.process.pid} (client ${s.target.client.port})`).join(", "))
+      const rssAtStartMiB = Object.fromEntries(servers.map((s) => [s.label, rssMiB(s.target.process.pid)]))
       const loadAtStart = loadavg()
       const source = randomBytes(args.sizeMiB * MiB)
 
       if (args.warmupMiB > 0) {
         const warm = source.subarray(0, Math.min(source.length, args.warmupMiB * MiB))
-        for (const c of cases) for (const t of targets) yield* c.run(t, warm)
+        for (const c of cases) for (const r of c.runs) yield* r.run(warm)
         yield* progress(`warmed up with ${warm.length / MiB} MiB per case`)
       }
 
       const runs: Array<RunRecord> = []
       for (let round = 1; round <= args.rounds; round++) {
         for (const c of cases) {
-          for (const t of targets) {
-            const measurement = yield* c.run(t, source)
-            runs.push({ case: c.name, target: t.name, round, measurement })
-            yield* progress(`[round ${round}/${args.rounds}] ${c.name} ${t.name}: ${describe(measurement)}`)
+          for (const r of c.runs) {
+            const measurement = yield* r.run(source)
+            runs.push({ case: c.name, target: r.target.name, round, measurement })
+            yield* progress(`[round ${round}/${args.rounds}] ${c.name} ${r.target.name}: ${describe(measurement)}`)
           }
         }
       }
 
       const summaries = summarizeCases(runs)
       const comparisons = compare(runs, summaries)
-      const problems = Object.fromEntries(targets.map((t) => [t.name, t.process.problems()]))
+      const problems = Object.fromEntries(servers.map((s) => [s.label, s.target.process.problems()]))
       const out = args.out ?? `${resultsDir}latest.json`
       yield* Effect.promise(() =>
         writeJson(out, {
@@ -89,10 +137,13 @@ const bench = (args: BenchArgs) =>
             cpus: { count: cpus().length, model: cpus()[0]?.model },
             loadavg: { atStart: loadAtStart, atEnd: loadavg() },
             serverRssAtStartMiB: rssAtStartMiB,
+            cases: args.cases,
             sizeMiB: args.sizeMiB,
             blockKiB: args.blockKiB,
             rounds: args.rounds,
             warmupMiB: args.warmupMiB,
+            windows: args.windows,
+            ...(offline ? { uploadWindows: args.uploadWindows, downloadWindows: args.downloadWindows } : {}),
             daemonArgs: args.daemonArgs,
             nodeFlags: args.nodeFlags,
             peakRssReset: runs.every((r) => r.measurement.peakRssReset),
@@ -105,9 +156,9 @@ const bench = (args: BenchArgs) =>
         })
       )
       yield* Effect.sync(() => {
-        const rss = targets.map((t) => `${t.name} ${rssAtStartMiB[t.name]!.toFixed(0)} MiB`).join(", ")
+        const rss = servers.map((s) => `${s.label} ${rssAtStartMiB[s.label]!.toFixed(0)} MiB`).join(", ")
         const load = (l: ReadonlyArray<number>) => l.map((x) => x.toFixed(2)).join(" ")
-        process.stdout.write(`\n${args.sizeMiB} MiB online, ${args.blockKiB} KiB blocks, ${args.rounds} round(s); `)
+        process.stdout.write(`\n${args.sizeMiB} MiB ${args.cases.join(" + ")}, ${args.blockKiB} KiB blocks, ${args.rounds} round(s); `)
         process.stdout.write(`server RSS at start: ${rss}; load average ${load(loadAtStart)} -> ${load(loadavg())}\n\n`)
         process.stdout.write(formatReport(summaries, comparisons))
         for (const [name, lines] of Object.entries(problems)) {

@@ -33,8 +33,8 @@ export interface Measurement {
 }
 
 const MiB = 1024 * 1024
-const SENDER = 1
-const RECEIVER = 2
+export const SENDER = 1
+export const RECEIVER = 2
 /** Time for the server to finish tearing the task down before its CPU is read. */
 const SETTLE = Duration.millis(100)
 
@@ -42,7 +42,7 @@ const fail = (message: string) => new BenchError({ message })
 const clientError = (e: Client.ClientError) => fail(`transfer failed: ${e.message}`)
 
 /** A sink that keeps no data: counts bytes and checks each block's ends against the source. */
-const checkingSink = (source: Buffer) => {
+export const checkingSink = (source: Buffer) => {
   let bytes = 0
   let mismatch: string | undefined
   const sink: Client.BlockSink = {
@@ -58,48 +58,21 @@ const checkingSink = (source: Buffer) => {
   return { sink, bytes: () => bytes, mismatch: () => mismatch }
 }
 
-export const onlineTransfer = (target: Target, source: Buffer, options: OnlineOptions): Effect.Effect<Measurement, BenchError> =>
+/**
+ * Measures one transfer against the server process `pid`: `transfer` returns
+ * its own wall time in seconds (the part that counts); the server's CPU is read
+ * before it starts and after a short settle, its peak RSS reset before it.
+ */
+export const measureTransfer = (
+  pid: number,
+  bytes: number,
+  transfer: Effect.Effect<number, BenchError>
+): Effect.Effect<Measurement, BenchError> =>
   Effect.gen(function* () {
-    const size = source.length
-    const pid = target.process.pid
     const peakRssReset = resetPeakRss(pid)
     const cpuBefore = cpuTimes(pid)
     const clientCpuBefore = process.cpuUsage()
-
-    const taskId = yield* target.newOnlineTask({ fromUserId: SENDER, toUserId: RECEIVER, fileName: "bench.bin", fileSize: size })
-    const check = checkingSink(source)
-    const seconds = yield* Effect.scoped(
-      Effect.gen(function* () {
-        const sender = yield* Client.connect(target.client)
-        const receiver = yield* Client.connect(target.client)
-        const start = performance.now()
-        yield* Client.login(sender, { taskId, userId: SENDER, role: FileRole.Sender })
-        yield* Client.login(receiver, { taskId, userId: RECEIVER, role: FileRole.Receiver })
-        const [served, pulled] = yield* Effect.all(
-          [
-            Client.serveFile(sender, { taskId, userId: SENDER, source: Client.sourceFromBuffer(source) }),
-            Client.receiveFile(receiver, { taskId, userId: RECEIVER, sink: check.sink, size, window: options.window, blockSize: options.blockSize }).pipe(
-              Effect.map((r) => ({ ...r, seconds: (performance.now() - start) / 1000 }))
-            )
-          ],
-          { concurrency: 2 }
-        )
-        if (served.finalState !== FileState.Done) return yield* fail(`the sender ended with state ${served.finalState}, not DONE`)
-        if (pulled.bytes !== size || check.bytes() !== size) {
-          return yield* fail(`received ${pulled.bytes} bytes (sink counted ${check.bytes()}) of ${size}`)
-        }
-        const mismatch = check.mismatch()
-        if (mismatch !== undefined) return yield* fail(mismatch)
-        return pulled.seconds
-      })
-    ).pipe(
-      Effect.mapError((e) => (e instanceof BenchError ? e : clientError(e))),
-      Effect.timeoutFail({
-        duration: Duration.seconds(30 + size / (2 * MiB)),
-        onTimeout: () => fail(`the transfer through ${target.name} did not finish in time`)
-      })
-    )
-
+    const seconds = yield* transfer
     yield* Effect.sleep(SETTLE)
     const clientCpu = process.cpuUsage(clientCpuBefore)
     const cpuAfter = cpuTimes(pid)
@@ -107,9 +80,9 @@ export const onlineTransfer = (target: Target, source: Buffer, options: OnlineOp
     const user = Math.round((cpuAfter.user - cpuBefore.user) * 1000) / 1000
     const system = Math.round((cpuAfter.system - cpuBefore.system) * 1000) / 1000
     return {
-      bytes: size,
+      bytes,
       seconds,
-      mibPerSec: size / MiB / seconds,
+      mibPerSec: bytes / MiB / seconds,
       serverCpuSeconds: Math.round((user + system) * 1000) / 1000,
       serverUserSeconds: user,
       serverSystemSeconds: system,
@@ -118,3 +91,48 @@ export const onlineTransfer = (target: Target, source: Buffer, options: OnlineOp
       clientCpuSeconds: (clientCpu.user + clientCpu.system) / 1e6
     }
   })
+
+/** How long a transfer of `size` bytes may take before the bench gives up on it. */
+export const transferTimeout = (size: number) => Duration.seconds(30 + size / (2 * MiB))
+
+export const onlineTransfer = (target: Target, source: Buffer, options: OnlineOptions): Effect.Effect<Measurement, BenchError> =>
+  measureTransfer(
+    target.process.pid,
+    source.length,
+    Effect.gen(function* () {
+      const size = source.length
+      const taskId = yield* target.newOnlineTask({ fromUserId: SENDER, toUserId: RECEIVER, fileName: "bench.bin", fileSize: size })
+      const check = checkingSink(source)
+      return yield* Effect.scoped(
+        Effect.gen(function* () {
+          const sender = yield* Client.connect(target.client)
+          const receiver = yield* Client.connect(target.client)
+          const start = performance.now()
+          yield* Client.login(sender, { taskId, userId: SENDER, role: FileRole.Sender })
+          yield* Client.login(receiver, { taskId, userId: RECEIVER, role: FileRole.Receiver })
+          const [served, pulled] = yield* Effect.all(
+            [
+              Client.serveFile(sender, { taskId, userId: SENDER, source: Client.sourceFromBuffer(source) }),
+              Client.receiveFile(receiver, { taskId, userId: RECEIVER, sink: check.sink, size, window: options.window, blockSize: options.blockSize }).pipe(
+                Effect.map((r) => ({ ...r, seconds: (performance.now() - start) / 1000 }))
+              )
+            ],
+            { concurrency: 2 }
+          )
+          if (served.finalState !== FileState.Done) return yield* fail(`the sender ended with state ${served.finalState}, not DONE`)
+          if (pulled.bytes !== size || check.bytes() !== size) {
+            return yield* fail(`received ${pulled.bytes} bytes (sink counted ${check.bytes()}) of ${size}`)
+          }
+          const mismatch = check.mismatch()
+          if (mismatch !== undefined) return yield* fail(mismatch)
+          return pulled.seconds
+        })
+      ).pipe(
+        Effect.mapError((e) => (e instanceof BenchError ? e : clientError(e))),
+        Effect.timeoutFail({
+          duration: transferTimeout(size),
+          onTimeout: () => fail(`the transfer through ${target.name} did not finish in time`)
+        })
+      )
+    })
+  )

@@ -7,7 +7,7 @@ import { formatSummary, summarize } from "./stats.js"
 import type { TargetName } from "./targets.js"
 
 export interface RunRecord {
-  /** What was measured, the same for every target, e.g. "online w16". */
+  /** What was measured, the same for every target, e.g. "online w16", "offline upload uw1", "offline download w4". */
   readonly case: string
   readonly target: TargetName
   readonly round: number
@@ -118,7 +118,8 @@ export const formatReport = (summaries: ReadonlyArray<CaseSummary>, comparisons:
       formatSummary(c.cpuPerGiB.perRound, 2)
     ])
   )
-  return `${cases}\n\n${ratios}\n`
+  // Offline cases run on the daemon alone: nothing to compare them with.
+  return comparisons.length > 0 ? `${cases}\n\n${ratios}\n` : `${cases}\n`
 }
 
 export const writeJson = async (path: string, value: unknown): Promise<void> => {

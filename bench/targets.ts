@@ -38,6 +38,15 @@ export interface Target {
   readonly newOnlineTask: (task: TaskSpec) => Effect.Effect<string, BenchError>
 }
 
+/** The daemon also stores offline files (the bare relay has no storage). */
+export interface DaemonTarget extends Target {
+  readonly name: "daemon"
+  /** Its --data-dir (temporary, removed with the scope). */
+  readonly dataDir: string
+  /** A task id for an offline (store-and-forward) transfer. */
+  readonly newOfflineTask: (task: TaskSpec) => Effect.Effect<string, BenchError>
+}
+
 const HOST = "127.0.0.1"
 const daemonScript = fileURLToPath(new URL("../src/cli/main.js", import.meta.url))
 const relayScript = fileURLToPath(new URL("./bareRelay.js", import.meta.url))
@@ -52,7 +61,7 @@ export interface DaemonOptions {
 }
 
 /** The daemon on free ports of 127.0.0.1, with a temporary data directory removed afterwards. */
-export const startDaemon = (options: DaemonOptions = {}): Effect.Effect<Target, BenchError, Scope.Scope> =>
+export const startDaemon = (options: DaemonOptions = {}): Effect.Effect<DaemonTarget, BenchError, Scope.Scope> =>
   Effect.gen(function* () {
     const dataDir = yield* Effect.acquireRelease(
       Effect.promise(() => mkdtemp(join(tmpdir(), "ttfs-bench-"))),
@@ -75,22 +84,25 @@ export const startDaemon = (options: DaemonOptions = {}): Effect.Effect<Target, 
       ports: ["client", "msg"]
     })
     const msg = { host: HOST, port: proc.ports.msg! }
+    const newTask = (task: TaskSpec, mode: TransferMode) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const link = yield* Client.connectMsgLink(msg)
+          const rsp = yield* link.createTask({ ...task, mode })
+          if (rsp.resultCode !== 0 || !rsp.taskId) {
+            return yield* new BenchError({ message: `the daemon refused to create a task (result ${rsp.resultCode})` })
+          }
+          return rsp.taskId
+        })
+      ).pipe(Effect.mapError((e) => (e instanceof BenchError ? e : clientError("task creation")(e))))
     return {
       name: "daemon",
       process: proc,
       client: { host: HOST, port: proc.ports.client! },
-      newOnlineTask: (task) =>
-        Effect.scoped(
-          Effect.gen(function* () {
-            const link = yield* Client.connectMsgLink(msg)
-            const rsp = yield* link.createTask({ ...task, mode: TransferMode.Online })
-            if (rsp.resultCode !== 0 || !rsp.taskId) {
-              return yield* new BenchError({ message: `the daemon refused to create a task (result ${rsp.resultCode})` })
-            }
-            return rsp.taskId
-          })
-        ).pipe(Effect.mapError((e) => (e instanceof BenchError ? e : clientError("task creation")(e))))
-    } satisfies Target
+      dataDir,
+      newOnlineTask: (task) => newTask(task, TransferMode.Online),
+      newOfflineTask: (task) => newTask(task, TransferMode.Offline)
+    } satisfies DaemonTarget
   })
 
 /** The bare relay (bench/bareRelay.ts): no msg port, any task id goes. */
