@@ -1,7 +1,8 @@
 import { Command, Options } from "@effect/cli"
 import { Effect } from "effect"
 import * as Client from "../client/index.js"
-import { checkOutputPath, fileLength, partPath, promote, sha256File } from "./files.js"
+import { CommandFailed } from "./failure.js"
+import { checkOutputPath, fileLength, partPath, promote, removeQuietly, sha256File } from "./files.js"
 import { helpText } from "./help.js"
 import * as Flags from "./options.js"
 import { Progress } from "./progress.js"
@@ -27,17 +28,21 @@ export const downloadCommand = Command.make("download", options, (flags) =>
     const part = partPath(flags.out)
     // A partial copy from an earlier run: the server serves any offset, so continue where it ends.
     const offset = (yield* fileLength(part)) ?? 0
-    const resume = `; ${part} keeps what arrived: run the same command again to continue`
-    const [elapsed, downloaded] = yield* withSession(
-      endpoint,
-      "downloader",
-      (sock) =>
-        Effect.gen(function* () {
-          const sink = yield* Client.fileSink(part, offset > 0 ? "r+" : "w")
-          const bar = yield* progress.bar({ label: "download", start: offset })
-          return yield* Client.downloadFile(sock, { taskId: endpoint.taskId, userId: endpoint.userId, sink, window, offset, onProgress: bar.update })
-        }).pipe(Effect.timed),
-      resume
+    const [elapsed, downloaded] = yield* withSession(endpoint, "downloader", (sock) =>
+      Effect.gen(function* () {
+        const sink = yield* Client.fileSink(part, offset > 0 ? "r+" : "w")
+        const bar = yield* progress.bar({ label: "download", start: offset })
+        return yield* Client.downloadFile(sock, { taskId: endpoint.taskId, userId: endpoint.userId, sink, window, offset, onProgress: bar.update })
+      }).pipe(Effect.timed)
+    ).pipe(
+      Effect.catchTag("CommandFailed", (e) =>
+        Effect.flatMap(fileLength(part), (kept) =>
+          kept
+            ? Effect.fail(new CommandFailed({ message: `${e.message}; ${part} keeps ${kept} bytes: the next run continues from there` }))
+            : // A refused login or an unreachable server: no empty OUT.part left behind.
+              Effect.zipRight(removeQuietly(part), Effect.fail(e))
+        )
+      )
     )
     yield* promote(part, flags.out)
     const sha256 = yield* sha256File(flags.out)

@@ -17,7 +17,7 @@ const ROLE_USER: Record<Role, string> = {
 
 /**
  * One line saying what went wrong and what to check, from an SDK error.
- * `after` is added to failures that leave something to resume.
+ * `after` (what can be resumed) is added to failures other than a refused login.
  */
 export const explain = (endpoint: Endpoint, role: Role, after = "") => (error: ClientError): CommandFailed => {
   const server = formatAddress(endpoint.server)
@@ -42,5 +42,6 @@ export const explain = (endpoint: Endpoint, role: Role, after = "") => (error: C
         return `${error.message}: check the path and its permissions`
     }
   })()
-  return new CommandFailed({ message: hint + after })
+  // A refused login resumes nothing: running the same command again would be refused again.
+  return new CommandFailed({ message: error.reason === "Refused" ? hint : hint + after })
 }

@@ -1,3 +1,4 @@
+/** The local files of the client commands: checks of the paths given on the command line, `.part` files, checksums. */
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import { createReadStream } from "node:fs"
@@ -6,8 +7,6 @@ import { dirname } from "node:path"
 import { pipeline } from "node:stream/promises"
 import { CommandFailed } from "./failure.js"
 import { UsageError } from "./settings.js"
-
-/** The local files of the client commands: checks of the paths given on the command line, `.part` files, checksums. */
 
 const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 

@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 import { Command } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+// Subpaths, not the package's index: the index loads every Node module of the platform (HTTP, workers...), which
+// nearly doubles the start-up time of a one-shot command.
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit } from "effect"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"

@@ -1,10 +1,9 @@
+/** The flags the client commands share, and the checks that turn their text into values (UsageError, exit 2, naming the flag). */
 import { Options } from "@effect/cli"
 import { Effect } from "effect"
 import { isIP } from "node:net"
 import { isCanonicalTaskId } from "../task/spec.js"
 import { UsageError } from "./settings.js"
-
-/** The flags the client commands share, and the checks that turn their text into values (UsageError, exit 2, naming the flag). */
 
 export interface Address {
   readonly host: string

@@ -18,7 +18,7 @@ const options = {
   size: Options.integer("size").pipe(
     Options.optional,
     Options.withDescription(
-      "The file's size in bytes, if you know it: shows a percentage and an ETA, and a shorter file fails. " +
+      "The file's size in bytes (as given to `task create`), if you know it: shows a percentage and an ETA; pulls stop there and a shorter file fails. " +
         "Without it the file ends at the first block shorter than asked."
     )
   ),

@@ -6,6 +6,7 @@ import { CommandFailed } from "./failure.js"
 import { formatAge, formatBytes } from "./format.js"
 import { helpText } from "./help.js"
 import * as Flags from "./options.js"
+import { UsageError } from "./settings.js"
 import { dataDir, withStore } from "./storeAccess.js"
 import { verifyCommand } from "./storeVerify.js"
 
@@ -87,7 +88,9 @@ const rmCommand = Command.make("rm", { dataDir, task: Flags.task, json: Flags.js
   )
 )
 
-export const storeCommand = Command.make("store").pipe(
+export const storeCommand = Command.make("store", {}, () =>
+  Effect.fail(new UsageError({ message: "store: say which: store ls, store rm or store verify (see store --help)" }))
+).pipe(
   Command.withDescription("The daemon's stored offline files: `store ls`, `store rm`, `store verify` (each takes --data-dir)."),
   Command.withSubcommands([lsCommand, rmCommand, verifyCommand])
 )

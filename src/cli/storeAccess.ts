@@ -1,3 +1,4 @@
+/** How the `store` commands reach the daemon's offline files: the same OfflineStore Layer the daemon runs on. */
 import { Options } from "@effect/cli"
 import { Effect, Layer } from "effect"
 import { stat } from "node:fs/promises"
@@ -8,8 +9,6 @@ import type { OfflineStore } from "../storage/store.js"
 import { StoreError } from "../storage/store.js"
 import { CommandFailed } from "./failure.js"
 import { UsageError } from "./settings.js"
-
-/** How the `store` commands reach the daemon's offline files: the same OfflineStore Layer the daemon runs on. */
 
 export const dataDir = Options.directory("data-dir").pipe(
   Options.withDefault("./data"),

@@ -81,7 +81,9 @@ const createCommand = Command.make("create", options, (flags) =>
   )
 )
 
-export const taskCommand = Command.make("task").pipe(
+export const taskCommand = Command.make("task", {}, () =>
+  Effect.fail(new UsageError({ message: "task: say which: task create (see task create --help)" }))
+).pipe(
   Command.withDescription("Transfer tasks: `task create` asks the server for one (see `task create --help`)."),
   Command.withSubcommands([createCommand])
 )

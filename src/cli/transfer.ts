@@ -1,3 +1,4 @@
+/** What the four transfer commands (send, recv, upload, download) share: the session, resume tracking, the summary. */
 import { Console, Duration, Effect } from "effect"
 import type { Scope } from "effect"
 import * as Client from "../client/index.js"
@@ -6,8 +7,6 @@ import type { CommandFailed, Role } from "./failure.js"
 import { explain } from "./failure.js"
 import { formatBytes, formatRate } from "./format.js"
 import type { Endpoint } from "./options.js"
-
-/** What the four transfer commands (send, recv, upload, download) share: the session, resume tracking, the summary. */
 
 /**
  * Connects to the file server for the life of the scope and keeps the

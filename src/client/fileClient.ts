@@ -216,6 +216,8 @@ export const receiveFile = (sock: PduSocket, options: Omit<PullOptions, "mode">)
     yield* awaitPeerReady(sock)
     const result = yield* pullFile(sock, { ...options, mode: TransferMode.Online })
     sendState(sock, FileState.Done, options.taskId, options.userId)
+    // The DONE must reach the server even if the caller closes the connection right away.
+    yield* sock.flushed
     return result
   })
 

@@ -25,7 +25,11 @@ export interface PduSocket {
   readonly receive: Effect.Effect<ReadonlyArray<Frame>, ClientError>
   /** The next single frame. */
   readonly next: Effect.Effect<Frame, ClientError>
+  /** Waits until everything sent so far has been handed to the kernel (so closing the scope cannot drop it). */
+  readonly flushed: Effect.Effect<void>
 }
+
+const EMPTY = Buffer.alloc(0)
 
 /** Opens a connection for the life of the scope; the socket is destroyed when the scope closes. */
 export const connect = (options: ConnectOptions): Effect.Effect<PduSocket, ClientError, Scope.Scope> =>
@@ -87,6 +91,10 @@ export const connect = (options: ConnectOptions): Effect.Effect<PduSocket, Clien
         const rest = takeBuffered()
         return rest ? Effect.succeed(rest) : receive
       }),
-      next
+      next,
+      flushed: Effect.async<void>((resume) => {
+        if (socket.destroyed || socket.writableEnded) return resume(Effect.void)
+        socket.write(EMPTY, () => resume(Effect.void))
+      })
     }
   })

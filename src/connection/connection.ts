@@ -27,6 +27,8 @@ export interface Connection {
   readonly awaitDrain: Effect.Effect<void>
   /** Flushes pending writes, then ends the connection; `reason` is kept for the close log. */
   readonly close: (reason: string) => void
+  /** Drops the connection at once, whatever is still queued (a peer that does not read). */
+  readonly abort: (reason: string) => void
   readonly closeReason: () => string | undefined
 }
 
@@ -87,6 +89,11 @@ export const makeConnection = (socket: Socket): Effect.Effect<Connection> =>
         const timer = setTimeout(() => socket.destroy(), LINGER_MS)
         timer.unref()
         socket.once("close", () => clearTimeout(timer))
+      },
+      abort: (reason) => {
+        closeReason ??= reason
+        pending = []
+        socket.destroy()
       },
       closeReason: () => closeReason
     }

@@ -1,5 +1,6 @@
 import { Context, Effect, Layer } from "effect"
 import * as DiskStore from "../storage/diskStore.js"
+import type { OfflineStore } from "../storage/store.js"
 import * as Sweeper from "../storage/sweeper.js"
 import * as TaskRegistryLive from "../task/registry.js"
 import { advertisedAddresses } from "./advertise.js"
@@ -35,8 +36,9 @@ const portsLive = Layer.scoped(
   })
 )
 
-/** The whole server, given a ServerConfig: swap any Layer below to change one part. */
-export const ServerLive = Layer.merge(portsLive, Sweeper.layer).pipe(
-  Layer.provideMerge(TaskRegistryLive.layer),
-  Layer.provideMerge(DiskStore.layer)
-)
+/** The whole server on a given offline store (a test double, S3 later), given a ServerConfig. */
+export const serverWith = <E, R>(store: Layer.Layer<OfflineStore, E, R>) =>
+  Layer.merge(portsLive, Sweeper.layer).pipe(Layer.provideMerge(TaskRegistryLive.layer), Layer.provideMerge(store))
+
+/** The whole server, given a ServerConfig: offline files on local disk. */
+export const ServerLive = serverWith(DiskStore.layer)

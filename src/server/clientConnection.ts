@@ -107,6 +107,9 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
     const handleFrames = (frames: Iterable<Frame>): Effect.Effect<void> =>
       Effect.gen(function* () {
         activity.last = Date.now()
+        // A peer that is not reading what it asked for gets no more of its requests read:
+        // its socket stays paused, and TCP stops it sending more.
+        if (socket.writableNeedDrain) yield* conn.awaitDrain
         const mail: Array<Mail> = []
         for (const frame of frames) {
           if (conn.isClosing()) break

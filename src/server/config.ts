@@ -22,6 +22,8 @@ export interface ServerSettings {
   readonly msgIdleTimeoutMs: number
   /** Pulls a receiver may have outstanding at once. */
   readonly maxPullsInFlight: number
+  /** Bytes queued for writing to one connection before it is cut off as not reading. */
+  readonly maxWriteQueueBytes: number
   /** Blocks an online task asks the sender for ahead of the receiver's pulls (0: off, as TeamTalk). */
   readonly onlineReadahead: number
   /** Bytes the server asks an offline uploader for per PULL_DATA_REQ. */
@@ -38,7 +40,7 @@ export interface ServerSettings {
   readonly deleteAfterDownload: boolean
   /** Stored files are deleted this long after their upload completed. */
   readonly offlineRetentionMs: number
-  /** A partial upload is kept this long after its last write, for a resume. */
+  /** A partial upload is kept this long after it last began (or resumed), for a resume. */
   readonly uploadResumeTtlMs: number
   /** How often stored files are swept for the two lifetimes above. */
   readonly sweepIntervalMs: number
@@ -58,6 +60,7 @@ export const defaultSettings: ServerSettings = {
   clientIdleTimeoutMs: 120_000,
   msgIdleTimeoutMs: 30_000,
   maxPullsInFlight: 256,
+  maxWriteQueueBytes: 8 * 1024 * 1024,
   onlineReadahead: 4,
   uploadSegment: 32 * 1024,
   uploadWindow: 8,

@@ -129,7 +129,15 @@ export const make = Effect.gen(function* () {
       const writer: UploadWriter = {
         received,
         write: (data) =>
-          io(`write ${p.part}`, () => handle.write(data, 0, data.length, HEADER_BYTES + position)).pipe(
+          io(`write ${p.part}`, async () => {
+            // A write may take fewer bytes than given (a disk nearly full): carry on until all are in.
+            let done = 0
+            while (done < data.length) {
+              const { bytesWritten } = await handle.write(data, done, data.length - done, HEADER_BYTES + position + done)
+              if (bytesWritten === 0) throw new Error("the disk took no bytes")
+              done += bytesWritten
+            }
+          }).pipe(
             Effect.map(() => {
               position += data.length
               hash.update(data)
@@ -155,7 +163,11 @@ export const make = Effect.gen(function* () {
     Effect.gen(function* () {
       yield* io(`create ${quarantine}`, () => mkdir(quarantine, { recursive: true }))
       const target = join(quarantine, `${taskId}.${Date.now()}`)
-      yield* io(`quarantine ${file}`, () => rename(file, target))
+      yield* io(`quarantine ${file}`, async () => {
+        await rename(file, target)
+        // The sidecar goes along, as evidence; left behind it would describe a file that is gone.
+        await rename(`${file}.json`, `${target}.json`).catch(() => undefined)
+      })
       index.delete(taskId)
       yield* Effect.logError("stored file quarantined").pipe(Effect.annotateLogs({ task: taskId.slice(0, 8), reason, movedTo: target }))
       return yield* new StoreError({ reason: "Corrupt", message: `stored file failed verification (${reason}); quarantined` })
@@ -238,6 +250,7 @@ export const make = Effect.gen(function* () {
         await rm(p.file, { force: true })
         await rm(p.part, { force: true })
         await rm(p.meta, { force: true })
+        await rm(`${p.meta}.tmp`, { force: true })
       })
     })
 
@@ -251,17 +264,29 @@ export const make = Effect.gen(function* () {
       } catch {
         continue
       }
+      // Every task with anything here: data, a partial upload, or only a sidecar (a crash
+      // between writing it and creating the partial file), so that the sweep sees them all.
+      const ids = new Set<string>()
       for (const name of names) {
-        const partial = name.endsWith(".part")
-        const taskId = partial ? name.slice(0, -5) : name
-        if (!isCanonicalTaskId(taskId) || taskId.slice(0, 2) !== prefix) continue
-        const s = await stat(join(dir, name)).catch(() => undefined)
-        if (s === undefined || !s.isFile()) continue
+        const taskId = name.replace(/(\.part|\.json|\.json\.tmp)$/, "")
+        if (isCanonicalTaskId(taskId) && taskId.slice(0, 2) === prefix) ids.add(taskId)
+      }
+      for (const taskId of ids) {
+        const complete = await stat(join(dir, taskId)).catch(() => undefined)
+        const part = complete?.isFile() ? undefined : await stat(join(dir, `${taskId}.part`)).catch(() => undefined)
+        const data = complete?.isFile() ? complete : part
         const meta = await readFile(join(dir, `${taskId}.json`), "utf8").then(
           (t) => JSON.parse(t) as StoredMeta,
           () => undefined
         )
-        entries.push({ taskId, state: partial ? "partial" : "complete", meta, bytes: Math.max(0, s.size - HEADER_BYTES), modifiedAt: s.mtimeMs })
+        const sidecar = data ?? (await stat(join(dir, `${taskId}.json`)).catch(() => undefined))
+        entries.push({
+          taskId,
+          state: complete?.isFile() ? "complete" : "partial",
+          meta,
+          bytes: data ? Math.max(0, data.size - HEADER_BYTES) : 0,
+          modifiedAt: sidecar?.mtimeMs ?? 0
+        })
       }
     }
     return entries

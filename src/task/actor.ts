@@ -39,10 +39,7 @@ const EMPTY = Buffer.alloc(0)
 /**
  * Runs one task: takes batches of mail, steps the pure machine, carries out
  * its commands, and returns when the task ends. Writes of one batch leave
- * together (one writev per connection); before the next batch the actor
- * waits for every connection it wrote to to drain, so a receiver that stops
- * reading stops the actor, whose full mailbox then stops the sender's
- * connection reading. Storage commands run in order, each awaited, and their
+ * together (one writev per connection). Storage commands run in order, each awaited, and their
  * outcome is stepped through the machine at once.
  */
 export const runTask = <S>(options: {
@@ -50,6 +47,8 @@ export const runTask = <S>(options: {
   readonly machine: TaskMachine<S>
   readonly mailbox: Queue.Queue<Mail>
   readonly taskTimeoutMs: number
+  /** Bytes a connection may have queued for writing before it is cut off. */
+  readonly maxWriteQueueBytes: number
   /** Called with the state after every batch (for live views of the task). */
   readonly onState: (state: S) => void
 }): Effect.Effect<TaskSummary, never, OfflineStore> =>
@@ -231,16 +230,18 @@ export const runTask = <S>(options: {
         return handle(mail)
       }
 
-      /** Sends what the step queued, then waits for the sockets that are over their high-water mark. */
-      const flushWrites = Effect.suspend(() => {
-        if (written.size === 0) return Effect.void
-        let blocked: Array<Connection> | undefined
+      /**
+       * Sends what the step queued. The actor never waits for a socket: a peer that does not
+       * read stops being read itself (its connection waits for its own socket to drain before
+       * taking more requests), and one that lets more than `maxWriteQueueBytes` pile up is cut off.
+       */
+      const flushWrites = Effect.sync(() => {
         for (const conn of written) {
           conn.flush()
-          if (conn.socket.writableNeedDrain) (blocked ??= []).push(conn)
+          const queued = conn.socket.writableLength
+          if (queued > options.maxWriteQueueBytes) conn.abort(`peer is not reading: ${queued} bytes queued`)
         }
         written.clear()
-        return blocked ? Effect.forEach(blocked, (conn) => conn.awaitDrain, { discard: true }) : Effect.void
       })
 
       // However the task stops (ended, or interrupted with the server), nobody is left hanging.

@@ -119,6 +119,7 @@ export const make = Effect.gen(function* () {
           machine,
           mailbox,
           taskTimeoutMs: config.taskTimeoutMs,
+          maxWriteQueueBytes: config.maxWriteQueueBytes,
           onState: (state) => {
             entry.snapshot = snapshotOf(state)
           }

@@ -1,21 +1,14 @@
-import { Context, Effect, Layer, Logger, LogLevel } from "effect"
+import { Context, Effect, Exit, Layer, Logger, LogLevel, Scope } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Client from "../../src/client/index.js"
-import { ListeningAddresses, ServerLive } from "../../src/server/app.js"
+import { ListeningAddresses, ServerLive, serverWith } from "../../src/server/app.js"
 import type { ServerSettings } from "../../src/server/config.js"
 import { ServerConfig } from "../../src/server/config.js"
 import { TaskRegistry } from "../../src/task/registry.js"
-import { Exit, Scope } from "effect"
-import { advertisedAddresses } from "../../src/server/advertise.js"
-import { handleClientConnection } from "../../src/server/clientConnection.js"
-import { listen } from "../../src/server/listener.js"
-import { handleMsgConnection } from "../../src/server/msgConnection.js"
 import * as DiskStore from "../../src/storage/diskStore.js"
 import { OfflineStore } from "../../src/storage/store.js"
-import * as Sweeper from "../../src/storage/sweeper.js"
-import * as TaskRegistryLive from "../../src/task/registry.js"
 
 export interface TestServer {
   readonly client: { readonly host: string; readonly port: number }
@@ -36,29 +29,7 @@ export const tempDir = Effect.acquireRelease(
  * `it.scopedLive`: the server runs on the clock of the fiber that builds it.
  */
 export const startServer = (overrides: Partial<ServerSettings> = {}): Effect.Effect<TestServer, unknown, Scope.Scope> =>
-  Effect.gen(function* () {
-    const dataDir = yield* tempDir
-    const config = ServerConfig.layer({
-      clientHosts: ["127.0.0.1"],
-      clientPort: 0,
-      msgHost: "127.0.0.1",
-      msgPort: 0,
-      dataDir,
-      // The relay tests check TeamTalk's exact PDU exchange; read-ahead (the daemon's default)
-      // adds server-originated pulls, and has tests of its own (test/server/readahead.test.ts).
-      onlineReadahead: 0,
-      ...overrides
-    })
-    const logs = process.env.TTFS_TEST_LOGS ? Logger.minimumLogLevel(LogLevel.Debug) : Logger.minimumLogLevel(LogLevel.None)
-    const context = yield* Layer.build(ServerLive.pipe(Layer.provide(config), Layer.provide(logs)))
-    const addresses = Context.get(context, ListeningAddresses)
-    return {
-      client: { host: "127.0.0.1", port: addresses.client[0]!.port },
-      msg: addresses.msg,
-      registry: Context.get(context, TaskRegistry),
-      dataDir
-    }
-  })
+  startServerWith({ settings: overrides })
 
 /** Creates a task through the msg port, as a msg_server would. */
 export const createTask = (server: TestServer, task: Client.CreateTask) =>
@@ -101,24 +72,6 @@ export interface TestServerWithStore extends TestServer {
   readonly store: OfflineStoreService
 }
 
-/** src/server/app.ts's ports, rebuilt here so that the store below them can be swapped. */
-const testPortsLive = Layer.scoped(
-  ListeningAddresses,
-  Effect.gen(function* () {
-    const config = yield* ServerConfig
-    const client = yield* Effect.forEach(config.clientHosts, (host) => listen(host, config.clientPort, handleClientConnection))
-    const advertised = advertisedAddresses(config, client)
-    const msg = yield* listen(config.msgHost, config.msgPort, handleMsgConnection(advertised))
-    return { client, msg, advertised }
-  })
-)
-
-const serverWithStore = (wrap: (disk: OfflineStoreService) => OfflineStoreService) =>
-  Layer.merge(testPortsLive, Sweeper.layer).pipe(
-    Layer.provideMerge(TaskRegistryLive.layer),
-    Layer.provideMerge(Layer.effect(OfflineStore, Effect.map(DiskStore.make, wrap)))
-  )
-
 /**
  * Like startServer, with a data dir of the caller's (to restart a server on
  * it) and optionally a wrapped store (to inject storage faults). Without
@@ -133,10 +86,14 @@ export const startServerWith = (options: ServerOptions = {}): Effect.Effect<Test
       msgHost: "127.0.0.1",
       msgPort: 0,
       dataDir,
+      // The relay tests check TeamTalk's exact PDU exchange; read-ahead (the daemon's default)
+      // adds server-originated pulls, and has tests of its own (test/server/readahead.test.ts).
+      onlineReadahead: 0,
       ...options.settings
     })
     const logs = process.env.TTFS_TEST_LOGS ? Logger.minimumLogLevel(LogLevel.Debug) : Logger.minimumLogLevel(LogLevel.None)
-    const live = options.store === undefined ? ServerLive : serverWithStore(options.store)
+    const wrap = options.store
+    const live = wrap === undefined ? ServerLive : serverWith(Layer.effect(OfflineStore, Effect.map(DiskStore.make, wrap)))
     const context = yield* Layer.build(live.pipe(Layer.provide(config), Layer.provide(logs)))
     const addresses = Context.get(context, ListeningAddresses)
     return {

@@ -50,7 +50,7 @@ interface FakeConnection extends Connection {
 
 /**
  * Behaves like src/connection/connection.ts over a socket that never needs
- * draining: `queue` holds bytes until `flush`, `close` flushes first, and
+ * draining: `queue` holds bytes until `flush`, `close` flushes first, `abort` drops them, and
  * nothing is written once the connection is closed or the peer hung up.
  */
 const makeFakeConnection = (id: number): Effect.Effect<FakeConnection> =>
@@ -67,8 +67,8 @@ const makeFakeConnection = (id: number): Effect.Effect<FakeConnection> =>
     const conn: FakeConnection = {
       id,
       remote: `fake:${id}`,
-      // The actor only reads `writableNeedDrain` from the socket.
-      socket: { writableNeedDrain: false, destroyed: false } as unknown as Socket,
+      // The actor only reads how much is queued on the socket: nothing, here.
+      socket: { writableLength: 0, writableNeedDrain: false, destroyed: false } as unknown as Socket,
       closed,
       isClosing: () => reason !== undefined || gone,
       write: send,
@@ -85,6 +85,11 @@ const makeFakeConnection = (id: number): Effect.Effect<FakeConnection> =>
         if (reason !== undefined) return
         conn.flush()
         reason = r
+        Deferred.unsafeDone(closed, Effect.void)
+      },
+      abort: (r) => {
+        reason ??= r
+        queued = []
         Deferred.unsafeDone(closed, Effect.void)
       },
       closeReason: () => reason,
