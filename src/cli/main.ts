@@ -8,6 +8,7 @@ import { Cause, Effect, Exit } from "effect"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { packageRoot } from "../packageRoot.js"
+import { configCommand } from "./config.js"
 import { downloadCommand } from "./download.js"
 import { Progress } from "./progress.js"
 import { recvCommand } from "./recv.js"
@@ -21,10 +22,10 @@ const version = (JSON.parse(readFileSync(join(packageRoot, "package.json"), "utf
 
 const root = Command.make("tt-file-server").pipe(
   Command.withDescription(
-    "A TeamTalk-compatible file server, and a client to try it: serve (the daemon), task create, send and recv (online), " +
+    "A TeamTalk-compatible file server, and a client to try it: serve (the daemon), config (its effective settings), task create, send and recv (online), " +
       "upload and download (offline), store ls|rm|verify. `tt-file-server <command> --help` shows each command's flags and examples."
   ),
-  Command.withSubcommands([serveCommand, taskCommand, sendCommand, recvCommand, uploadCommand, downloadCommand, storeCommand])
+  Command.withSubcommands([serveCommand, configCommand, taskCommand, sendCommand, recvCommand, uploadCommand, downloadCommand, storeCommand])
 )
 
 const cli = Command.run(root, { name: "tt-file-server", version })

@@ -7,7 +7,8 @@ import { settingsFromFlags, UsageError } from "./settings.js"
 
 const d = defaultSettings
 
-const options = {
+/** The daemon's flags; `config` takes the same ones. */
+export const serveOptions = {
   clientHost: Options.text("client-host").pipe(
     Options.withDefault(d.clientHosts.join(",")),
     Options.withDescription(`Address(es) the client port listens on, comma-separated (TeamTalk's ClientListenIP). Default: ${d.clientHosts.join(",")}.`)
@@ -60,6 +61,10 @@ const options = {
       `Blocks an online transfer asks the sender for ahead of the receiver, answered from memory when the receiver pulls them (0: off; with --upload-window 1 the server's PDUs are exactly TeamTalk's). Default: ${d.onlineReadahead}.`
     )
   ),
+  maxWriteQueueBytes: Options.integer("max-write-queue-bytes").pipe(
+    Options.withDefault(d.maxWriteQueueBytes),
+    Options.withDescription(`Bytes queued for writing to one connection before it is cut off as not reading. Default: ${d.maxWriteQueueBytes}.`)
+  ),
   uploadSegment: Options.integer("upload-segment").pipe(
     Options.withDefault(d.uploadSegment),
     Options.withDescription(`Bytes the server asks an offline uploader for per pull. Default: ${d.uploadSegment}.`)
@@ -97,11 +102,15 @@ const options = {
   )
 }
 
-export const serveCommand = Command.make("serve", options, (flags) =>
+/** The flags checked and turned into settings, or the UsageError naming the one at fault. */
+export const settingsOf = (flags: Parameters<typeof settingsFromFlags>[0]) =>
   Effect.try({
     try: () => settingsFromFlags(flags),
     catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) }))
-  }).pipe(
+  })
+
+export const serveCommand = Command.make("serve", serveOptions, (flags) =>
+  settingsOf(flags).pipe(
     Effect.flatMap((settings) =>
       Layer.launch(ServerLive).pipe(
         Effect.provide(ServerConfig.layer(settings)),

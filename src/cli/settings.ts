@@ -21,6 +21,7 @@ export interface ServeFlags {
   readonly idleTimeout: string
   readonly msgIdleTimeout: string
   readonly onlineReadahead: number
+  readonly maxWriteQueueBytes: number
   readonly uploadSegment: number
   readonly uploadWindow: number
   readonly maxFileSize: number
@@ -100,6 +101,7 @@ export const settingsFromFlags = (flags: ServeFlags): ServerSettings => {
     clientIdleTimeoutMs: parseDuration("idle-timeout", flags.idleTimeout),
     msgIdleTimeoutMs: parseDuration("msg-idle-timeout", flags.msgIdleTimeout),
     onlineReadahead: integerIn("online-readahead", flags.onlineReadahead, 0, 64),
+    maxWriteQueueBytes: integerIn("max-write-queue-bytes", flags.maxWriteQueueBytes, 64 * 1024, 1024 * 1024 * 1024),
     // A segment must fit in one frame: the largest block of a frame of this size.
     uploadSegment: integerIn("upload-segment", flags.uploadSegment, 1, maxBlockBytes(flags.maxFrameBytes, 36)),
     uploadWindow: integerIn("upload-window", flags.uploadWindow, 1, 1024),
