@@ -1,8 +1,7 @@
-import { Deferred, Effect, Either, Stream } from "effect"
+import { Deferred, Effect, Either } from "effect"
 import type { Socket } from "node:net"
 import { makeConnection } from "../connection/connection.js"
-import { decodeFrames } from "../connection/frameStream.js"
-import { socketChunks } from "../connection/socketSource.js"
+import { runPipeline } from "../connection/pipeline.js"
 import { makeUnknownPduLog } from "../connection/unknownPdu.js"
 import { watchIdle } from "../connection/watchdog.js"
 import { FileCmd, OtherCmd, ResultCode, ServiceId } from "../protocol/commands.js"
@@ -142,15 +141,7 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
         if (mail.length > 0 && session !== undefined && !(yield* session.task.postAll(mail))) conn.close("task has ended")
       })
 
-    const result = yield* socketChunks(socket).pipe(
-      decodeFrames(config.maxFrameBytes),
-      Stream.runForEachChunk(handleFrames),
-      Effect.either
-    )
-    if (Either.isLeft(result)) {
-      yield* Effect.logWarning("connection error").pipe(Effect.annotateLogs({ error: result.left.message }))
-      conn.close(result.left.message)
-    }
+    yield* runPipeline(conn, config.maxFrameBytes, handleFrames)
     if (joined !== undefined) yield* joined.post({ _tag: "Left", conn: conn.id })
     yield* Effect.logInfo("client disconnected").pipe(
       Effect.annotateLogs({

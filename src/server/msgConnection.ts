@@ -1,8 +1,7 @@
-import { Effect, Either, Stream } from "effect"
+import { Effect, Either } from "effect"
 import type { Socket } from "node:net"
 import { makeConnection } from "../connection/connection.js"
-import { decodeFrames } from "../connection/frameStream.js"
-import { socketChunks } from "../connection/socketSource.js"
+import { runPipeline } from "../connection/pipeline.js"
 import { makeUnknownPduLog } from "../connection/unknownPdu.js"
 import { watchIdle } from "../connection/watchdog.js"
 import { OtherCmd, ResultCode, ServiceId } from "../protocol/commands.js"
@@ -96,14 +95,6 @@ export const handleMsgConnection =
           }
         })
 
-      const result = yield* socketChunks(socket).pipe(
-        decodeFrames(config.maxFrameBytes),
-        Stream.runForEachChunk(handleFrames),
-        Effect.either
-      )
-      if (Either.isLeft(result)) {
-        yield* Effect.logWarning("connection error").pipe(Effect.annotateLogs({ error: result.left.message }))
-        conn.close(result.left.message)
-      }
+      yield* runPipeline(conn, config.maxFrameBytes, handleFrames)
       yield* Effect.logInfo("msg_server disconnected").pipe(Effect.annotateLogs({ reason: conn.closeReason() ?? "peer closed" }))
     }).pipe(Effect.scoped, Effect.annotateLogs({ port: "msg", remote: `${socket.remoteAddress}:${socket.remotePort}` }))
