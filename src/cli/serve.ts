@@ -86,7 +86,7 @@ export const serveOptions = {
     Options.withDescription("Bytes the offline files of one sending user may take. Default: unlimited.")
   ),
   deleteAfterDownload: Options.boolean("delete-after-download").pipe(
-    Options.withDescription("Delete a stored file as soon as it has been downloaded to its end once.")
+    Options.withDescription("Delete a stored file once a downloader that was sent its end (and DONE) disconnects.")
   ),
   offlineRetention: Options.text("offline-retention").pipe(
     Options.withDefault("7d"),

@@ -66,8 +66,17 @@ export const fileSink = (path: string, flags: "w" | "r+" = "w"): Effect.Effect<B
     )
     return {
       write: (offset, data) =>
-        Effect.tryPromise({ try: () => handle.write(data, 0, data.length, offset), catch: ioError(`cannot write ${path}`) }).pipe(
-          Effect.asVoid
-        )
+        Effect.tryPromise({
+          try: async () => {
+            // A write may take fewer bytes than given (a disk nearly full): carry on until all are in.
+            let done = 0
+            while (done < data.length) {
+              const { bytesWritten } = await handle.write(data, done, data.length - done, offset + done)
+              if (bytesWritten === 0) throw new Error("the disk took no bytes")
+              done += bytesWritten
+            }
+          },
+          catch: ioError(`cannot write ${path}`)
+        })
     }
   })

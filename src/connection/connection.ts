@@ -22,6 +22,8 @@ export interface Connection {
   readonly write: (bytes: Buffer) => void
   /** Holds bytes until `flush`, so one actor step's writes leave together (one writev when several). */
   readonly queue: (bytes: Buffer) => void
+  /** Bytes queued and not flushed yet. */
+  readonly queuedBytes: () => number
   readonly flush: () => void
   /** Waits until the socket's write buffer is below its high-water mark (or the socket closed). */
   readonly awaitDrain: Effect.Effect<void>
@@ -39,6 +41,7 @@ export const makeConnection = (socket: Socket): Effect.Effect<Connection> =>
     const remote = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? 0}`
     let closeReason: string | undefined
     let pending: Array<Buffer> = []
+    let pendingBytes = 0
     socket.setNoDelay(true)
     socket.once("close", () => Deferred.unsafeDone(closed, Effect.void))
     const conn: Connection = {
@@ -52,11 +55,14 @@ export const makeConnection = (socket: Socket): Effect.Effect<Connection> =>
       },
       queue: (bytes) => {
         pending.push(bytes)
+        pendingBytes += bytes.length
       },
+      queuedBytes: () => pendingBytes,
       flush: () => {
         if (pending.length === 0) return
         const parts = pending
         pending = []
+        pendingBytes = 0
         if (socket.destroyed || socket.writableEnded) return
         if (parts.length === 1) {
           socket.write(parts[0]!)
@@ -93,6 +99,7 @@ export const makeConnection = (socket: Socket): Effect.Effect<Connection> =>
       abort: (reason) => {
         closeReason ??= reason
         pending = []
+        pendingBytes = 0
         socket.destroy()
       },
       closeReason: () => closeReason

@@ -36,7 +36,7 @@ export interface ServerSettings {
   readonly maxStoreBytes: number
   /** Bytes the offline files of one sending user may take. */
   readonly maxUserStoreBytes: number
-  /** Delete a stored file as soon as it has been downloaded to its end once. */
+  /** Delete a stored file once a downloader that was sent its end (and DONE) disconnects. */
   readonly deleteAfterDownload: boolean
   /** Stored files are deleted this long after their upload completed. */
   readonly offlineRetentionMs: number

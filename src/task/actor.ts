@@ -7,6 +7,7 @@ import { encodePdu, Pdu } from "../protocol/messages.js"
 import type { StoredReader, UploadWriter } from "../storage/store.js"
 import { OfflineStore } from "../storage/store.js"
 import type { Command, ConnId, Outcome, TaskEvent } from "./machine.js"
+import { startCommands } from "./machine.js"
 import type { TaskMachine } from "./machines.js"
 import type { TaskSpec } from "./spec.js"
 import { shortTaskId } from "./spec.js"
@@ -15,7 +16,9 @@ export type LoginResult = { readonly ok: true } | { readonly ok: false; readonly
 
 /** What a connection posts to a task: a login carries the connection itself and where to put the answer. */
 export type Mail =
-  | Exclude<TaskEvent, { _tag: "Login" }>
+  | Exclude<TaskEvent, { _tag: "Login" | "Expired" }>
+  /** The idle timer armed as generation `gen` fired (stale when it was disarmed or re-armed since). */
+  | { readonly _tag: "IdleTimeout"; readonly gen: number }
   | (Extract<TaskEvent, { _tag: "Login" }> & {
       readonly connection: Connection
       /** The task id exactly as the client sent it, for the LOGIN_RES. */
@@ -63,14 +66,25 @@ export const runTask = <S>(options: {
       const written = new Set<Connection>()
       let state = machine.initial
       let ended: { outcome: Outcome; reason: string } | undefined
+      /** Generation of the idle timer now armed, if any: a timeout of another one is ignored. */
+      let armed: number | undefined
+      let timerGen = 0
       let upload: { scope: Scope.CloseableScope; writer: UploadWriter | undefined } | undefined
       let reader: StoredReader | undefined
+
+      /** A connection with more than maxWriteQueueBytes waiting for it is not reading: cut it off. */
+      const overLimit = (conn: Connection) => conn.socket.writableLength + conn.queuedBytes() > options.maxWriteQueueBytes
 
       const write = (id: ConnId, bytes: Buffer) => {
         const conn = conns.get(id)
         if (conn === undefined) return
         written.add(conn)
         conn.queue(bytes)
+        if (overLimit(conn)) {
+          conn.abort(`peer is not reading: over ${options.maxWriteQueueBytes} bytes queued`)
+          conns.delete(id)
+          written.delete(conn)
+        }
       }
 
       const answerLogin = (id: ConnId, seq: number, ok: boolean, reason: string) => {
@@ -132,12 +146,16 @@ export const runTask = <S>(options: {
             conns.get(command.conn)?.close(command.reason)
             conns.delete(command.conn)
             return
-          case "ArmIdleTimer":
+          case "ArmIdleTimer": {
+            const gen = ++timerGen
+            armed = gen
             return FiberHandle.run(
               idleTimer,
-              Effect.sleep(options.taskTimeoutMs).pipe(Effect.zipRight(Queue.offer(mailbox, { _tag: "Expired" })))
+              Effect.sleep(options.taskTimeoutMs).pipe(Effect.zipRight(Queue.offer(mailbox, { _tag: "IdleTimeout", gen })))
             ).pipe(Effect.as(undefined))
+          }
           case "DisarmIdleTimer":
+            armed = undefined
             return FiberHandle.clear(idleTimer).pipe(Effect.as(undefined))
           case "End":
             ended = { outcome: command.outcome, reason: command.reason }
@@ -181,6 +199,8 @@ export const runTask = <S>(options: {
           case "CloseUpload":
             return closeUpload.pipe(Effect.as(undefined))
           case "ServeBlock":
+            // Nobody to read it for any more (the downloader was cut off or closed).
+            if (conns.get(command.to)?.isClosing() !== false) return undefined
             return Effect.gen(function* () {
               if (command.size > 0) {
                 reader ??= yield* store.openRead(spec.taskId).pipe(Scope.extend(taskScope))
@@ -223,24 +243,40 @@ export const runTask = <S>(options: {
       }
 
       const receive = (mail: Mail): Effect.Effect<void> | undefined => {
-        if (mail._tag === "Login") {
-          conns.set(mail.conn, mail.connection)
-          logins.set(mail.conn, mail)
+        switch (mail._tag) {
+          case "Login":
+            conns.set(mail.conn, mail.connection)
+            logins.set(mail.conn, mail)
+            return handle(mail)
+          case "IdleTimeout":
+            // A timeout already queued when the timer was disarmed (or re-armed) is stale.
+            return mail.gen === armed ? handle({ _tag: "Expired" }) : undefined
+          case "Left": {
+            const effect = handle(mail)
+            conns.delete(mail.conn)
+            return effect
+          }
+          case "PullReq":
+          case "PullRsp":
+          case "State": {
+            // What a connection sent before it was cut off or closed is not acted on.
+            const conn = conns.get(mail.conn)
+            if (conn !== undefined && conn.isClosing()) return undefined
+            return handle(mail)
+          }
+          default:
+            return handle(mail)
         }
-        return handle(mail)
       }
 
       /**
        * Sends what the step queued. The actor never waits for a socket: a peer that does not
        * read stops being read itself (its connection waits for its own socket to drain before
-       * taking more requests), and one that lets more than `maxWriteQueueBytes` pile up is cut off.
+       * taking more requests), and one that lets more than `maxWriteQueueBytes` pile up is cut
+       * off as the bytes are queued (see `write`).
        */
       const flushWrites = Effect.sync(() => {
-        for (const conn of written) {
-          conn.flush()
-          const queued = conn.socket.writableLength
-          if (queued > options.maxWriteQueueBytes) conn.abort(`peer is not reading: ${queued} bytes queued`)
-        }
+        for (const conn of written) conn.flush()
         written.clear()
       })
 
@@ -252,7 +288,7 @@ export const runTask = <S>(options: {
         })
       )
       const startedAt = Date.now()
-      yield* run({ _tag: "ArmIdleTimer" }) ?? Effect.void
+      for (const command of startCommands) yield* run(command) ?? Effect.void
       let unread: Array<Mail> = []
       while (!machine.isTerminal(state)) {
         const batch = Array.from(yield* Queue.takeBetween(mailbox, 1, MAX_BATCH))

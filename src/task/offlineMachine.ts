@@ -41,6 +41,8 @@ export interface OfflineState {
    * partial file is always an exact prefix of the file (what a resume relies on).
    */
   readonly outstanding: ReadonlyArray<{ readonly offset: number; readonly size: number; readonly data?: Uint8Array }>
+  /** Downloaders that were sent the block that ends the file, and DONE. */
+  readonly finished: ReadonlyArray<ConnId>
   /** Stored bytes deleted (after a download, with --delete-after-download): no new downloads. */
   readonly deleted: boolean
   readonly bytesStored: number
@@ -74,6 +76,7 @@ export const initialOfflineState = (
     received,
     requested: received,
     outstanding: [],
+    finished: [],
     deleted: false,
     bytesStored: 0,
     bytesServed: 0,
@@ -238,17 +241,29 @@ const download = (s: OfflineState, e: Extract<TaskEvent, { _tag: "PullReq" }>, l
   // Past the end there is nothing to read: an empty block, as for an online pull (a client
   // pulling ahead without knowing the size overshoots). DONE follows the block that reaches the end.
   const size = Math.max(0, Math.min(msg.dataSize, s.spec.fileSize - msg.offset, limits.maxBlockBytes))
-  const last = msg.offset + size === s.spec.fileSize
+  // At or past the end there is nothing more to fetch: DONE, so no client waits for it forever.
+  const last = msg.offset + size >= s.spec.fileSize
   const commands: Array<Command> = [{ _tag: "ServeBlock", to: e.conn, seq: e.seq, offset: msg.offset, size, last }]
-  const served: OfflineState = { ...s, bytesServed: s.bytesServed + size }
-  if (last && limits.deleteAfterDownload && !s.deleted) {
-    commands.push({ _tag: "RemoveStored" })
-    return [{ ...served, deleted: true }, commands]
-  }
-  return [served, commands]
+  const finished = last && !s.finished.includes(e.conn) ? [...s.finished, e.conn] : s.finished
+  return [{ ...s, bytesServed: s.bytesServed + size, finished }, commands]
 }
 
-const fileState = (s: OfflineState, e: Extract<TaskEvent, { _tag: "State" }>): Step => {
+/**
+ * A downloader goes (it left, or ended its download with a FILE_STATE). With
+ * --delete-after-download, one that was sent the end of the file and DONE has
+ * had the whole download: the stored file goes.
+ */
+const downloaderGone = (s: OfflineState, conn: ConnId, commands: Array<Command>, limits: OfflineLimits): Step => {
+  const [next] = dropDownloader(s, conn, commands)
+  const finished = next.finished.filter((c) => c !== conn)
+  if (limits.deleteAfterDownload && !next.deleted && s.finished.includes(conn)) {
+    commands.push({ _tag: "RemoveStored" })
+    return [{ ...next, finished, deleted: true }, commands]
+  }
+  return [{ ...next, finished }, commands]
+}
+
+const fileState = (s: OfflineState, e: Extract<TaskEvent, { _tag: "State" }>, limits: OfflineLimits): Step => {
   const { msg } = e
   if (e.conn === s.uploader) {
     if (msg.taskId !== s.spec.taskId || msg.userId !== s.spec.fromUserId) return uploadViolation(s, e.conn, "FILE_STATE that does not match the task")
@@ -258,17 +273,17 @@ const fileState = (s: OfflineState, e: Extract<TaskEvent, { _tag: "State" }>): S
   }
   if (s.downloaders.includes(e.conn)) {
     if (msg.state === FileState.PeerReady) return [s, []]
-    return dropDownloader(s, e.conn, [], "downloader ended its download")
+    return downloaderGone(s, e.conn, [{ _tag: "Close", conn: e.conn, reason: "downloader ended its download" }], limits)
   }
   return [s, [{ _tag: "Close", conn: e.conn, reason: "FILE_STATE from a connection outside the task" }]]
 }
 
-const left = (s: OfflineState, conn: ConnId): Step => {
+const left = (s: OfflineState, conn: ConnId, limits: OfflineLimits): Step => {
   if (conn === s.uploader) return uploaderGone(s, [])
   if (s.pendingLogin?.conn === conn) {
     return [{ ...s, pendingLogin: undefined }, [{ _tag: "LoginRefused", conn, seq: s.pendingLogin.seq, reason: "connection closed" }]]
   }
-  if (s.downloaders.includes(conn)) return dropDownloader(s, conn, [])
+  if (s.downloaders.includes(conn)) return downloaderGone(s, conn, [], limits)
   return [s, []]
 }
 
@@ -312,9 +327,9 @@ const inner = (s: OfflineState, e: TaskEvent, limits: OfflineLimits): Step => {
         `cannot read the stored file: ${e.reason}`
       )
     case "State":
-      return fileState(s, e)
+      return fileState(s, e, limits)
     case "Left":
-      return left(s, e.conn)
+      return left(s, e.conn, limits)
     case "Expired":
       return expired(s)
     case "Shutdown": {

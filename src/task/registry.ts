@@ -231,9 +231,13 @@ export const make = Effect.gen(function* () {
         Effect.catchAll((e) =>
           Effect.logWarning("stored task cannot be loaded").pipe(Effect.annotateLogs({ task: shortTaskId(taskId), error: e.message }), Effect.as(undefined))
         ),
-        Effect.ensuring(Effect.sync(() => loading.delete(taskId)))
+        // Whoever waits on this load hears how it ended, even if it was interrupted.
+        Effect.onExit((exit) =>
+          Effect.sync(() => loading.delete(taskId)).pipe(
+            Effect.zipRight(Deferred.succeed(done, Exit.isSuccess(exit) ? exit.value : undefined))
+          )
+        )
       )
-      yield* Deferred.succeed(done, handle)
       return handle
     })
 

@@ -115,7 +115,7 @@ describe("offline download: pulls", () => {
     })
   )
 
-  it.scopedLive("pulls are clamped to the end of the file; at the end an empty block and DONE; past it an empty block only", () =>
+  it.scopedLive("pulls are clamped to the end of the file; at or past the end an empty block and DONE; an empty pull inside, an empty block only", () =>
     Effect.gen(function* () {
       const server = yield* startServer(SETTINGS)
       const size = 3 * SEG + 10
@@ -134,9 +134,11 @@ describe("offline download: pulls", () => {
       pull(down, 13, taskId, size, SEG)
       yield* expectBlock(down, taskId, 13, size, Buffer.alloc(0))
       yield* expectDone(down, taskId)
-      // Past the end, and a pull of 0 bytes inside the file: an empty block each, no DONE.
+      // Past the end: an empty block and DONE (nothing more will come, so nobody waits for it).
       pull(down, 14, taskId, size + 5, SEG)
       yield* expectBlock(down, taskId, 14, size + 5, Buffer.alloc(0))
+      yield* expectDone(down, taskId)
+      // A pull of 0 bytes inside the file: an empty block, no DONE.
       pull(down, 15, taskId, 7, 0)
       yield* expectBlock(down, taskId, 15, 7, Buffer.alloc(0))
       yield* down.expectQuiet(100)
@@ -331,3 +333,27 @@ describe("offline download: several downloaders", () => {
   )
 })
 
+
+describe("offline download: a downloader that does not read", () => {
+  it.scopedLive("asking for far more than --max-write-queue-bytes without reading gets it cut off; others carry on", () =>
+    Effect.gen(function* () {
+      const server = yield* startServer({ ...SETTINGS, maxWriteQueueBytes: 4 * 1024 * 1024 })
+      const data = randomBytes(8 * 1024 * 1024)
+      const taskId = yield* storeFile(server, data)
+      const hog = yield* rawLogin(server, taskId, TO, FileRole.Downloader)
+      hog.socket.pause()
+      // 400 pulls of 1 MiB (400 MiB) in one write, never read.
+      hog.send(...Array.from({ length: 400 }, (_, i) => pullReqPdu(i + 1, { taskId, userId: TO, transMode: TransferMode.Offline, offset: (i % 8) * 1024 * 1024, dataSize: 1024 * 1024 })))
+      // Once the hog looks at its socket again, it finds the server gone (cut off, not drained).
+      yield* Effect.sleep(500)
+      hog.socket.resume()
+      const arrived = yield* hog.expectClosed(5000)
+      expect(arrived.reduce((n, f) => n + f.raw.length, 0)).toBeLessThan(64 * 1024 * 1024)
+      // The server is fine and serves another downloader of the same task.
+      const sink = Client.memorySink()
+      const down = yield* Client.connect(server.client)
+      yield* Client.downloadFile(down, { taskId, userId: TO, sink, size: data.length, window: 4 })
+      expect(sha256(sink.bytes())).toBe(sha256(data))
+    })
+  )
+})

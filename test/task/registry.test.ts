@@ -75,6 +75,7 @@ const makeFakeConnection = (id: number): Effect.Effect<FakeConnection> =>
       queue: (bytes) => {
         queued.push(bytes)
       },
+      queuedBytes: () => queued.reduce((n, b) => n + b.length, 0),
       flush: () => {
         const parts = queued
         queued = []
