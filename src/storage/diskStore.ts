@@ -4,6 +4,7 @@ import type { Hash } from "node:crypto"
 import { constants } from "node:fs"
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises"
 import type { FileHandle } from "node:fs/promises"
+import type { Stats } from "node:fs"
 import { join } from "node:path"
 import { ServerConfig } from "../server/config.js"
 import { isCanonicalTaskId } from "../task/spec.js"
@@ -92,6 +93,13 @@ export const make = Effect.gen(function* () {
   yield* io(`create ${root}`, () => mkdir(root, { recursive: true }))
   /** Every task with data on disk: kept current by openUpload/remove/quarantine, seeded by a listing at start. */
   const index = new Map<string, { fromUserId: number; fileSize: number }>()
+  /**
+   * Complete files this process wrote or verified, by task id, with the size, mtime and
+   * inode they had then: a task that leaves memory and is loaded again is not re-hashed
+   * while its file is unchanged. After a restart this is empty, so every file is verified.
+   */
+  const verified = new Map<string, string>()
+  const signature = (s: Stats) => `${s.size}:${s.mtimeMs}:${s.ino}`
 
   const paths = (taskId: string) => {
     // Task ids are checked before they get here; this is the last line of defence against path tricks.
@@ -153,6 +161,8 @@ export const make = Effect.gen(function* () {
           yield* writeAtomic(p.meta, JSON.stringify({ ...meta, sha256, completedAt } satisfies StoredMeta))
           yield* io(`rename ${p.part}`, () => rename(p.part, p.file))
           yield* syncDir(p.dir)
+          const written = yield* exists(p.file)
+          if (written !== undefined) verified.set(meta.taskId, signature(written))
           return sha256
         })
       }
@@ -169,6 +179,7 @@ export const make = Effect.gen(function* () {
         await rename(`${file}.json`, `${target}.json`).catch(() => undefined)
       })
       index.delete(taskId)
+      verified.delete(taskId)
       yield* Effect.logError("stored file quarantined").pipe(Effect.annotateLogs({ task: taskId.slice(0, 8), reason, movedTo: target }))
       return yield* new StoreError({ reason: "Corrupt", message: `stored file failed verification (${reason}); quarantined` })
     })
@@ -179,6 +190,9 @@ export const make = Effect.gen(function* () {
       const p = paths(taskId)
       const meta = yield* readMeta(p.meta)
       const complete = yield* exists(p.file)
+      if (complete && meta?.sha256 !== undefined && verified.get(taskId) === signature(complete)) {
+        return Option.some({ state: "complete", meta })
+      }
       if (complete) {
         const checked = yield* io(`verify ${p.file}`, async () => {
           const h = await open(p.file, "r")
@@ -198,6 +212,7 @@ export const make = Effect.gen(function* () {
           }
         })
         if (!checked.ok) return yield* quarantineFile(taskId, p.file, checked.reason)
+        verified.set(taskId, signature(complete))
         if (meta?.sha256 !== undefined) return Option.some({ state: "complete", meta })
         // A file written by TeamTalk (no sidecar): adopt it, recording its sha256 from now on.
         const h = checked.header
@@ -246,6 +261,7 @@ export const make = Effect.gen(function* () {
     Effect.gen(function* () {
       const p = yield* pathsOf(taskId)
       index.delete(taskId)
+      verified.delete(taskId)
       yield* io(`remove ${taskId.slice(0, 8)}`, async () => {
         await rm(p.file, { force: true })
         await rm(p.part, { force: true })

@@ -9,7 +9,7 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, FastCheck as fc, Fiber, Option, Scope } from "effect"
 import { createHash, randomBytes, randomUUID } from "node:crypto"
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, truncateSync } from "node:fs"
+import { appendFileSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, truncateSync, writeSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { defaultSettings, ServerConfig } from "../../src/server/config.js"
@@ -291,6 +291,32 @@ describe("disk store: exits and large files", () => {
       )
       expect(error._tag).toBe("StoreError")
       expect(existsSync(pathsOf(dataDir, meta.taskId).file)).toBe(false)
+    })
+  )
+
+  it.live("a file this process stored loads again without re-hashing, but one changed on disk since is caught", () =>
+    Effect.gen(function* () {
+      const { dataDir, store } = yield* freshStore
+      const data = randomBytes(5000)
+      const meta = metaFor(data.length)
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const w = yield* store.openUpload(meta)
+          yield* w.write(data)
+          yield* w.finish
+        })
+      )
+      const file = pathsOf(dataDir, meta.taskId).file
+      // Unchanged: loads as complete.
+      expect((yield* store.load(meta.taskId)).pipe(Option.map((t) => t.state))).toEqual(Option.some("complete"))
+      // One byte changed (size and inode kept, mtime moves on): verified again, and quarantined.
+      yield* Effect.sleep(20)
+      const fd = openSync(file, "r+")
+      writeSync(fd, Buffer.from([data[100]! ^ 0xff]), 0, 1, HEADER_BYTES + 100)
+      closeSync(fd)
+      const error = yield* Effect.flip(store.load(meta.taskId))
+      expect(error.reason).toBe("Corrupt")
+      expect(existsSync(file)).toBe(false)
     })
   )
 })
