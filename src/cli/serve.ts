@@ -61,6 +61,24 @@ export const serveOptions = {
       `Blocks an online transfer asks the sender for ahead of the receiver, answered from memory when the receiver pulls them (0: off; with --upload-window 1 the server's PDUs are exactly TeamTalk's). Default: ${d.onlineReadahead}.`
     )
   ),
+  maxConnections: Options.integer("max-connections").pipe(
+    Options.withDefault(d.maxConnections),
+    Options.withDescription(`Client connections open at once (all client addresses together); more are refused on accept. Default: ${d.maxConnections}.`)
+  ),
+  maxConnectionsPerIp: Options.integer("max-connections-per-ip").pipe(
+    Options.withDefault(d.maxConnectionsPerIp),
+    Options.withDescription(`Client connections open at once from one address. Default: ${d.maxConnectionsPerIp}.`)
+  ),
+  maxTasks: Options.integer("max-tasks").pipe(
+    Options.withDefault(d.maxTasks),
+    Options.withDescription(`Tasks alive at once; more get result_code 1. Default: ${d.maxTasks}.`)
+  ),
+  msgAllow: Options.text("msg-allow").pipe(
+    Options.withDefault(d.msgAllow.join(",")),
+    Options.withDescription(
+      `Who may connect to the msg_server port: addresses or CIDR blocks, comma-separated; others are refused on accept and logged. Default: ${d.msgAllow.join(",")} (loopback).`
+    )
+  ),
   maxWriteQueueBytes: Options.integer("max-write-queue-bytes").pipe(
     Options.withDefault(d.maxWriteQueueBytes),
     Options.withDescription(`Bytes queued for writing to one connection before it is cut off as not reading. Default: ${d.maxWriteQueueBytes}.`)

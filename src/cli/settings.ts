@@ -3,6 +3,7 @@ import { isIP } from "node:net"
 import type { ServerSettings } from "../server/config.js"
 import { defaultSettings } from "../server/config.js"
 import { maxBlockBytes } from "../protocol/dataBlock.js"
+import { parseAllowList } from "../server/admission.js"
 import type { LogLevelName } from "../server/logging.js"
 
 /** A flag or value the user has to fix; the CLI exits with status 2. */
@@ -21,6 +22,10 @@ export interface ServeFlags {
   readonly idleTimeout: string
   readonly msgIdleTimeout: string
   readonly onlineReadahead: number
+  readonly maxConnections: number
+  readonly maxConnectionsPerIp: number
+  readonly maxTasks: number
+  readonly msgAllow: string
   readonly maxWriteQueueBytes: number
   readonly uploadSegment: number
   readonly uploadWindow: number
@@ -79,6 +84,16 @@ const list = (value: string) =>
     .map((s) => s.trim())
     .filter((s) => s !== "")
 
+const allowList = (value: string): ReadonlyArray<string> => {
+  const entries = list(value)
+  try {
+    parseAllowList(entries)
+  } catch (e) {
+    throw new UsageError({ message: `--msg-allow: ${e instanceof Error ? e.message : String(e)}` })
+  }
+  return entries
+}
+
 /** Checks the serve flags and turns them into settings; throws UsageError naming the flag at fault. */
 export const settingsFromFlags = (flags: ServeFlags): ServerSettings => {
   const clientHosts = list(flags.clientHost).map((h) => host("client-host", h))
@@ -101,6 +116,10 @@ export const settingsFromFlags = (flags: ServeFlags): ServerSettings => {
     clientIdleTimeoutMs: parseDuration("idle-timeout", flags.idleTimeout),
     msgIdleTimeoutMs: parseDuration("msg-idle-timeout", flags.msgIdleTimeout),
     onlineReadahead: integerIn("online-readahead", flags.onlineReadahead, 0, 64),
+    maxConnections: integerIn("max-connections", flags.maxConnections, 1, 10_000_000),
+    maxConnectionsPerIp: integerIn("max-connections-per-ip", flags.maxConnectionsPerIp, 1, 10_000_000),
+    maxTasks: integerIn("max-tasks", flags.maxTasks, 1, 100_000_000),
+    msgAllow: allowList(flags.msgAllow),
     maxWriteQueueBytes: integerIn("max-write-queue-bytes", flags.maxWriteQueueBytes, 64 * 1024, 1024 * 1024 * 1024),
     // A segment must fit in one frame: the largest block of a frame of this size.
     uploadSegment: integerIn("upload-segment", flags.uploadSegment, 1, maxBlockBytes(flags.maxFrameBytes, 36)),

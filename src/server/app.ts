@@ -3,6 +3,7 @@ import * as DiskStore from "../storage/diskStore.js"
 import type { OfflineStore } from "../storage/store.js"
 import * as Sweeper from "../storage/sweeper.js"
 import * as TaskRegistryLive from "../task/registry.js"
+import { Admission, parseAllowList } from "./admission.js"
 import { advertisedAddresses } from "./advertise.js"
 import { handleClientConnection } from "./clientConnection.js"
 import { ServerConfig } from "./config.js"
@@ -18,6 +19,8 @@ export class ListeningAddresses extends Context.Tag("tt-file-server/ListeningAdd
     readonly client: ReadonlyArray<BoundAddress>
     readonly msg: BoundAddress
     readonly advertised: ReadonlyArray<IpAddr>
+    /** Connections open now, per port. */
+    readonly openConnections: () => { readonly client: number; readonly msg: number }
   }
 >() {}
 
@@ -25,14 +28,26 @@ const portsLive = Layer.scoped(
   ListeningAddresses,
   Effect.gen(function* () {
     const config = yield* ServerConfig
-    const client = yield* Effect.forEach(config.clientHosts, (host) => listen(host, config.clientPort, handleClientConnection))
+    // One budget for every client listener; the msg port admits only its allow-list (counted too).
+    const clients = new Admission(config.maxConnections, config.maxConnectionsPerIp)
+    const links = new Admission(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY)
+    const allowList = parseAllowList(config.msgAllow)
+    const admitTo = (admission: Admission) => (address: string) => {
+      const refused = admission.admit(address)
+      return refused ?? { release: () => admission.release(address) }
+    }
+    const client = yield* Effect.forEach(config.clientHosts, (host) =>
+      listen(host, config.clientPort, handleClientConnection, admitTo(clients))
+    )
     const advertised = advertisedAddresses(config, client)
-    const msg = yield* listen(config.msgHost, config.msgPort, handleMsgConnection(advertised))
+    const msg = yield* listen(config.msgHost, config.msgPort, handleMsgConnection(advertised), (address) =>
+      allowList.allows(address) ? admitTo(links)(address) : `${address} is not in --msg-allow`
+    )
     yield* Effect.logInfo("started").pipe(Effect.annotateLogs({ pid: process.pid, node: process.version }))
     for (const c of client) yield* Effect.logInfo("listening").pipe(Effect.annotateLogs({ port: "client", host: c.host, bound: c.port }))
     yield* Effect.logInfo("listening").pipe(Effect.annotateLogs({ port: "msg", host: msg.host, bound: msg.port }))
     yield* Effect.logInfo("advertising").pipe(Effect.annotateLogs({ addresses: advertised.map((a) => `${a.ip}:${a.port}`).join(",") }))
-    return { client, msg, advertised }
+    return { client, msg, advertised, openConnections: () => ({ client: clients.connections, msg: links.connections }) }
   })
 )
 

@@ -5,6 +5,7 @@ import { runPipeline } from "../connection/pipeline.js"
 import { makeUnknownPduLog } from "../connection/unknownPdu.js"
 import { watchIdle } from "../connection/watchdog.js"
 import { FileCmd, OtherCmd, ResultCode, ServiceId } from "../protocol/commands.js"
+import { encodePullDataRspHead } from "../protocol/dataBlock.js"
 import type { Frame } from "../protocol/frame.js"
 import { frameBody } from "../protocol/frame.js"
 import { encodePdu, Pdu, peekStringField } from "../protocol/messages.js"
@@ -13,6 +14,13 @@ import type { TaskHandle } from "../task/registry.js"
 import { TaskRegistry } from "../task/registry.js"
 import { isCanonicalTaskId, shortTaskId } from "../task/spec.js"
 import { ServerConfig } from "./config.js"
+
+/** FILE_SERVER_ERRNO_PULL_DATA_WITH_INVALID_TASK_ID: the answer to a pull the server cannot make sense of. */
+const INVALID_PULL = 5
+
+/** The PULL_DATA_RSP refusing an undecodable pull: its seq, what could be read of its task id, no data. */
+const pullRefusal = (frame: Frame): Buffer =>
+  encodePullDataRspHead({ seq: frame.seq, resultCode: INVALID_PULL, taskId: peekStringField(frameBody(frame), 1), userId: 0, offset: 0, dataLength: 0 })
 
 const roleName = (role: number) =>
   role === 1 ? "sender" : role === 2 ? "receiver" : role === 3 ? "uploader" : role === 4 ? "downloader" : `role-${role}`
@@ -129,6 +137,8 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
               const m = transferMail(frame)
               if (typeof m === "string") {
                 yield* Effect.logWarning("protocol error").pipe(Effect.annotateLogs({ reason: m }))
+                // A pull has an error reply in the protocol: PULL_DATA_RSP with a non-zero result.
+                if (frame.commandId === FileCmd.PullDataReq) conn.write(pullRefusal(frame))
                 conn.close(m)
                 break
               }

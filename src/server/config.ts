@@ -20,6 +20,14 @@ export interface ServerSettings {
   readonly clientIdleTimeoutMs: number
   /** A msg_server link silent this long is closed (msg_server heartbeats every 5 s). */
   readonly msgIdleTimeoutMs: number
+  /** Client connections open at once, over every client listener. */
+  readonly maxConnections: number
+  /** Client connections open at once from one address. */
+  readonly maxConnectionsPerIp: number
+  /** Tasks alive at once; more are refused with result_code 1. */
+  readonly maxTasks: number
+  /** Who may connect to the msg_server port (addresses or CIDR blocks); others are refused on accept. */
+  readonly msgAllow: ReadonlyArray<string>
   /** Pulls a receiver may have outstanding at once. */
   readonly maxPullsInFlight: number
   /** Bytes queued for writing to one connection before it is cut off as not reading. */
@@ -59,6 +67,10 @@ export const defaultSettings: ServerSettings = {
   loginTimeoutMs: 30_000,
   clientIdleTimeoutMs: 120_000,
   msgIdleTimeoutMs: 30_000,
+  maxConnections: 20_000,
+  maxConnectionsPerIp: 1024,
+  maxTasks: 100_000,
+  msgAllow: ["127.0.0.0/8", "::1/128"],
   maxPullsInFlight: 256,
   maxWriteQueueBytes: 8 * 1024 * 1024,
   onlineReadahead: 4,

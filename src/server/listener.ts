@@ -2,6 +2,7 @@ import { Data, Effect, FiberSet } from "effect"
 import type { Scope } from "effect"
 import { createServer } from "node:net"
 import type { Socket } from "node:net"
+import { peerAddress } from "./admission.js"
 
 export class ListenError extends Data.TaggedError("ListenError")<{
   readonly host: string
@@ -26,16 +27,27 @@ export interface BoundAddress {
 export const listen = <R>(
   host: string,
   port: number,
-  handle: (socket: Socket) => Effect.Effect<void, never, R>
+  handle: (socket: Socket) => Effect.Effect<void, never, R>,
+  /** Decides on each new socket: a release function to call when it ends, or why it is refused. */
+  admit: (address: string) => { readonly release: () => void } | string = () => ({ release: () => {} })
 ): Effect.Effect<BoundAddress, ListenError, R | Scope.Scope> =>
   Effect.gen(function* () {
     const runFork = yield* FiberSet.makeRuntime<R, void, never>()
     const server = createServer({ noDelay: true })
     server.on("connection", (socket) => {
+      const address = peerAddress(socket.remoteAddress)
+      const admitted = admit(address)
+      if (typeof admitted === "string") {
+        // Refused before anything is read: nothing of this peer is buffered.
+        socket.destroy()
+        runFork(Effect.logWarning("connection refused").pipe(Effect.annotateLogs({ remote: address, local: `${host}:${port}`, reason: admitted })))
+        return
+      }
       // A defect ends this connection (its scope destroys the socket), never the server.
       runFork(
         handle(socket).pipe(
-          Effect.catchAllDefect((defect) => Effect.logError("connection failed").pipe(Effect.annotateLogs({ defect: String(defect) })))
+          Effect.catchAllDefect((defect) => Effect.logError("connection failed").pipe(Effect.annotateLogs({ defect: String(defect) }))),
+          Effect.ensuring(Effect.sync(admitted.release))
         )
       )
     })

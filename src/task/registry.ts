@@ -140,6 +140,9 @@ export const make = Effect.gen(function* () {
 
   const create = (task: NewTask): Effect.Effect<TaskSpec, TaskCreateError> =>
     Effect.gen(function* () {
+      if (tasks.size >= config.maxTasks) {
+        return yield* new TaskCreateError({ reason: `${tasks.size} tasks alive (--max-tasks ${config.maxTasks})` })
+      }
       if (task.fileSize > config.maxFileSize) {
         return yield* new TaskCreateError({ reason: `file size ${task.fileSize} exceeds the limit of ${config.maxFileSize} bytes` })
       }

@@ -70,7 +70,14 @@ const withBystander = <E>(server: TestServer, attacks: Effect.Effect<void, E, Sc
 const closedWithoutAcceptance = (conn: RawConn) =>
   Effect.gen(function* () {
     const rest = yield* conn.expectClosed()
+    // At most the protocol's error reply: a failed LOGIN_RES, or a PULL_DATA_RSP with an error and no data.
     for (const f of rest) {
+      if (f.commandId === Pdu.PullDataRsp.commandId) {
+        const rsp = yield* decodeAs(Pdu.PullDataRsp, f)
+        expect(rsp.resultCode).not.toBe(0)
+        expect(rsp.fileData.length).toBe(0)
+        continue
+      }
       expect(f.commandId).toBe(Pdu.LoginRes.commandId)
       expect((yield* decodeAs(Pdu.LoginRes, f)).resultCode).toBe(ResultCode.Failed)
     }
@@ -102,7 +109,7 @@ describe("malformed input closes only the offending connection", () => {
     })
   )
 
-  it.scopedLive("a PULL_DATA_REQ missing required fields after login: the receiver is closed, its sender gets CANCEL", () =>
+  it.scopedLive("a PULL_DATA_REQ missing required fields after login: PULL_DATA_RSP with an error, the receiver is closed, its sender gets CANCEL", () =>
     Effect.gen(function* () {
       const server = yield* startServer()
       yield* withBystander(
@@ -113,6 +120,12 @@ describe("malformed input closes only the offending connection", () => {
           // task_id, user_id, trans_mode, offset, but no data_size.
           const full = Pdu.PullDataReq.encodeBody({ taskId, userId: TO, transMode: 1, offset: 0, dataSize: 100 })
           receiver.send(rawPdu(Pdu.PullDataReq, 9, full.subarray(0, full.length - 2)))
+          // The protocol's error reply first: PULL_DATA_RSP, same seq, a non-zero result, no data.
+          const refusal = yield* receiver.expect(Pdu.PullDataRsp)
+          expect(refusal.seq).toBe(9)
+          expect(refusal.msg.resultCode).not.toBe(0)
+          expect(refusal.msg.taskId).toBe(taskId)
+          expect(refusal.msg.fileData.length).toBe(0)
           yield* receiver.expectClosed()
           const state = yield* sender.expect(Pdu.State)
           expect(state.msg.state).toBe(FileState.Cancel)

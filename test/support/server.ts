@@ -15,6 +15,8 @@ export interface TestServer {
   readonly msg: { readonly host: string; readonly port: number }
   readonly registry: Context.Tag.Service<TaskRegistry>
   readonly dataDir: string
+  /** Connections the server has open now, per port. */
+  readonly openConnections: () => { readonly client: number; readonly msg: number }
 }
 
 /** A temporary directory removed when the scope closes. */
@@ -101,7 +103,8 @@ export const startServerWith = (options: ServerOptions = {}): Effect.Effect<Test
       msg: addresses.msg,
       registry: Context.get(context, TaskRegistry),
       store: Context.get(context, OfflineStore),
-      dataDir
+      dataDir,
+      openConnections: addresses.openConnections
     }
   })
 
