@@ -1,10 +1,15 @@
 import { Effect } from "effect"
 import type { Frame } from "../protocol/frame.js"
 
-/** Unexpected service/command ids are ignored; each kind is logged once per connection. */
+/**
+ * Unexpected service/command ids are ignored: each kind is logged once per
+ * connection, and all of them are counted for the connection's closing log.
+ */
 export const makeUnknownPduLog = () => {
   const seen = new Set<number>()
-  return (frame: Frame): Effect.Effect<void> => {
+  let count = 0
+  const log = (frame: Frame): Effect.Effect<void> => {
+    count++
     const key = frame.serviceId * 0x10000 + frame.commandId
     if (seen.has(key)) return Effect.void
     seen.add(key)
@@ -12,4 +17,5 @@ export const makeUnknownPduLog = () => {
       Effect.annotateLogs({ service: frame.serviceId, command: `0x${frame.commandId.toString(16).padStart(4, "0")}` })
     )
   }
+  return Object.assign(log, { count: () => count })
 }

@@ -157,6 +157,7 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
       Effect.annotateLogs({
         reason: conn.closeReason() ?? "peer closed",
         durationMs: Date.now() - startedAt,
+        ...(logUnknown.count() > 0 ? { unexpectedPdus: logUnknown.count() } : {}),
         ...(session ? { task: shortTaskId(session.task.spec.taskId), user: session.userId, role: roleName(session.role) } : {})
       })
     )

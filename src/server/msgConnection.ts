@@ -96,5 +96,10 @@ export const handleMsgConnection =
         })
 
       yield* runPipeline(conn, config.maxFrameBytes, handleFrames)
-      yield* Effect.logInfo("msg_server disconnected").pipe(Effect.annotateLogs({ reason: conn.closeReason() ?? "peer closed" }))
+      yield* Effect.logInfo("msg_server disconnected").pipe(
+        Effect.annotateLogs({
+          reason: conn.closeReason() ?? "peer closed",
+          ...(logUnknown.count() > 0 ? { unexpectedPdus: logUnknown.count() } : {})
+        })
+      )
     }).pipe(Effect.scoped, Effect.annotateLogs({ port: "msg", remote: `${socket.remoteAddress}:${socket.remotePort}` }))
