@@ -1,4 +1,4 @@
-import { Clock, Deferred, Effect, ExecutionStrategy, Exit, FiberHandle, Queue, Scope } from "effect"
+import { Clock, Deferred, Effect, ExecutionStrategy, Exit, Queue, Scope } from "effect"
 import type { Connection } from "../connection/connection.js"
 import { FileState, ResultCode } from "../protocol/commands.js"
 import { encodePullDataRspHead } from "../protocol/dataBlock.js"
@@ -62,7 +62,7 @@ export const runTask = <S>(options: {
       const taskScope = yield* Effect.scope
       const conns = new Map<ConnId, Connection>()
       const logins = new Map<ConnId, Extract<Mail, { _tag: "Login" }>>()
-      const idleTimer = yield* FiberHandle.make<void, never>()
+      let timer: ReturnType<typeof setTimeout> | undefined
       const written = new Set<Connection>()
       let state = machine.initial
       let ended: { outcome: Outcome; reason: string } | undefined
@@ -147,16 +147,19 @@ export const runTask = <S>(options: {
             conns.delete(command.conn)
             return
           case "ArmIdleTimer": {
+            // A plain timer, not a fiber: tasks waiting for someone are the many, and this is the
+            // cheapest way to hold a deadline. It is cleared on disarm and by the task's finalizer.
             const gen = ++timerGen
             armed = gen
-            return FiberHandle.run(
-              idleTimer,
-              Effect.sleep(options.taskTimeoutMs).pipe(Effect.zipRight(Queue.offer(mailbox, { _tag: "IdleTimeout", gen })))
-            ).pipe(Effect.as(undefined))
+            clearTimeout(timer)
+            timer = setTimeout(() => Queue.unsafeOffer(mailbox, { _tag: "IdleTimeout", gen }), options.taskTimeoutMs)
+            return
           }
           case "DisarmIdleTimer":
             armed = undefined
-            return FiberHandle.clear(idleTimer).pipe(Effect.as(undefined))
+            clearTimeout(timer)
+            timer = undefined
+            return
           case "End":
             ended = { outcome: command.outcome, reason: command.reason }
             return
@@ -283,6 +286,7 @@ export const runTask = <S>(options: {
       // However the task stops (ended, or interrupted with the server), nobody is left hanging.
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
+          clearTimeout(timer)
           for (const login of logins.values()) Deferred.unsafeDone(login.reply, Effect.succeed<LoginResult>({ ok: false, reason: "task has ended" }))
           for (const conn of conns.values()) conn.close("task ended")
         })

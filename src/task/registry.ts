@@ -1,4 +1,4 @@
-import { Clock, Context, Data, Deferred, Effect, Exit, FiberMap, FiberRef, HashMap, Layer, Option, Queue } from "effect"
+import { Clock, Context, Data, Deferred, Effect, Exit, FiberMap, FiberRef, FiberSet, HashMap, Layer, Option, Queue } from "effect"
 import { randomUUID } from "node:crypto"
 import { maxBlockBytes } from "../protocol/dataBlock.js"
 import { TransferMode } from "../protocol/commands.js"
@@ -62,7 +62,10 @@ export const make = Effect.gen(function* () {
   const config = yield* ServerConfig
   const store = yield* OfflineStore
   const actors = yield* FiberMap.make<string, TaskSummary | undefined>()
-  const tasks = new Map<string, { handle: TaskHandle; snapshot: TaskSnapshot }>()
+  const runFork = yield* FiberSet.makeRuntime<never, void, never>()
+  const tasks = new Map<string, { handle: TaskHandle; snapshot: TaskSnapshot; cancelTimer: () => void }>()
+  // Tasks never joined hold a timer, not a fiber: clear them when the registry goes.
+  yield* Effect.addFinalizer(() => Effect.sync(() => tasks.forEach((t) => t.cancelTimer())))
   const loading = new Map<string, Deferred.Deferred<TaskHandle | undefined>>()
 
   const maxBlock = (taskId: string) => maxBlockBytes(config.maxFrameBytes, Buffer.byteLength(taskId))
@@ -85,9 +88,12 @@ export const make = Effect.gen(function* () {
     )
 
   /** Starts the actor of a task and makes it findable. */
+  /**
+   * Makes a task findable. Its actor fiber starts with the first mail (a login): a task
+   * nobody ever joins costs a mailbox and a timer, not a fiber, and ends at its deadline.
+   */
   const spawn = <S>(spec: TaskSpec, machine: TaskMachine<S>) =>
     Effect.gen(function* () {
-      const mailbox = yield* Queue.bounded<Mail>(MAILBOX_CAPACITY)
       const snapshotOf = (state: S): TaskSnapshot => {
         const view = machine.view(state)
         return {
@@ -101,19 +107,7 @@ export const make = Effect.gen(function* () {
           createdAt: spec.createdAt
         }
       }
-      const entry = {
-        handle: {
-          spec,
-          // A shut-down mailbox (task ended) interrupts the offer; Exit turns that into `false`.
-          post: (mail: Mail) => Queue.offer(mailbox, mail).pipe(Effect.exit, Effect.map(accepted)),
-          postAll: (mail: Iterable<Mail>) => Queue.offerAll(mailbox, mail).pipe(Effect.exit, Effect.map(accepted))
-        },
-        snapshot: snapshotOf(machine.initial)
-      }
-      tasks.set(spec.taskId, entry)
-      yield* FiberMap.run(
-        actors,
-        spec.taskId,
+      const actor = (mailbox: Queue.Queue<Mail>) =>
         runTask({
           spec,
           machine,
@@ -134,7 +128,35 @@ export const make = Effect.gen(function* () {
           // The actor outlives the connection that created it: its logs must not carry that connection's annotations.
           Effect.locally(FiberRef.currentLogAnnotations, HashMap.empty())
         )
-      )
+      let mailbox: Queue.Queue<Mail> | undefined
+      const start: Effect.Effect<Queue.Queue<Mail>> = Effect.suspend(() => {
+        if (mailbox !== undefined) return Effect.succeed(mailbox)
+        // Made synchronously, so a second poster (even one interleaved with this fiber) finds
+        // the mailbox and waits in it for the one actor.
+        const q = Effect.runSync(Queue.bounded<Mail>(MAILBOX_CAPACITY))
+        mailbox = q
+        clearTimeout(unused)
+        return FiberMap.run(actors, spec.taskId, actor(q)).pipe(Effect.as(q))
+      })
+      // A shut-down mailbox (task ended) interrupts the offer; Exit turns that into `false`.
+      const offer = <A>(send: (q: Queue.Queue<Mail>) => Effect.Effect<A>) => start.pipe(Effect.flatMap(send), Effect.exit, Effect.map(accepted))
+      const entry = {
+        handle: {
+          spec,
+          post: (mail: Mail) => offer((q) => Queue.offer(q, mail)),
+          postAll: (mail: Iterable<Mail>) => offer((q) => Queue.offerAll(q, mail))
+        },
+        snapshot: snapshotOf(machine.initial),
+        cancelTimer: () => clearTimeout(unused)
+      }
+      const unused = setTimeout(() => {
+        if (mailbox !== undefined || tasks.get(spec.taskId) !== entry) return
+        tasks.delete(spec.taskId)
+        runFork(
+          logEnd({ spec, outcome: "expired", reason: "nobody connected before the task timeout", bytes: 0, durationMs: config.taskTimeoutMs })
+        )
+      }, config.taskTimeoutMs)
+      tasks.set(spec.taskId, entry)
       return entry.handle
     })
 
@@ -146,7 +168,8 @@ export const make = Effect.gen(function* () {
       if (task.fileSize > config.maxFileSize) {
         return yield* new TaskCreateError({ reason: `file size ${task.fileSize} exceeds the limit of ${config.maxFileSize} bytes` })
       }
-      if (task.mode === TransferMode.Offline) {
+      // Quotas cost a pass over every stored file: only when one is set.
+      if (task.mode === TransferMode.Offline && (Number.isFinite(config.maxStoreBytes) || Number.isFinite(config.maxUserStoreBytes))) {
         const used = storeUsage(task.fromUserId)
         if (used.total + task.fileSize > config.maxStoreBytes) {
           return yield* new TaskCreateError({ reason: `offline storage is full (${used.total} of ${config.maxStoreBytes} bytes taken)` })
