@@ -47,6 +47,8 @@ export const usage = `Usage: npm run bench -- [flags]
                       the offline daemons get --upload-window from --upload-windows
   --out FILE          where to write the JSON results (default bench/results/latest.json)
   --help              this text
+
+  npm run bench -- load [flags]: the hardening load script (see npm run bench -- load --help)
 `
 
 const positiveInt = (name: string, raw: string | undefined, fallback: number, allowZero = false): number => {

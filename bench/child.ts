@@ -19,6 +19,8 @@ export interface ServerProcess {
   readonly ports: Readonly<Record<string, number>>
   /** WARN/ERROR/FATAL log lines seen so far (the first few). */
   readonly problems: () => ReadonlyArray<string>
+  /** How many log lines had each message (with its "reason" annotation, if any). */
+  readonly messageCounts: () => Readonly<Record<string, number>>
   /** The last lines of its stdout and stderr, for error messages. */
   readonly tail: () => string
 }
@@ -34,12 +36,13 @@ export interface SpawnOptions {
 
 const TAIL_LINES = 40
 const MAX_PROBLEMS = 20
+const MAX_MESSAGE_KEYS = 200
 const STOP_GRACE_MS = 5000
 
 interface LogLine {
   readonly message?: unknown
   readonly logLevel?: unknown
-  readonly annotations?: { readonly port?: unknown; readonly bound?: unknown }
+  readonly annotations?: { readonly port?: unknown; readonly bound?: unknown; readonly reason?: unknown }
 }
 
 const parse = (line: string): LogLine | undefined => {
@@ -77,6 +80,7 @@ export const spawnServer = (options: SpawnOptions): Effect.Effect<ServerProcess,
     const tail: Array<string> = []
     const problems: Array<string> = []
     const ports: Record<string, number> = {}
+    const counts: Record<string, number> = {}
     let onPort: (() => void) | undefined
     const remember = (line: string) => {
       tail.push(line)
@@ -86,6 +90,11 @@ export const spawnServer = (options: SpawnOptions): Effect.Effect<ServerProcess,
       remember(line)
       const log = parse(line)
       if (log === undefined) return
+      if (typeof log.message === "string") {
+        const reason = log.annotations?.reason
+        const key = typeof reason === "string" ? `${log.message}: ${reason.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, "<task>")}` : log.message
+        if (key in counts || Object.keys(counts).length < MAX_MESSAGE_KEYS) counts[key] = (counts[key] ?? 0) + 1
+      }
       if (log.logLevel === "WARN" || log.logLevel === "ERROR" || log.logLevel === "FATAL") {
         if (problems.length < MAX_PROBLEMS) problems.push(line)
       }
@@ -125,6 +134,7 @@ export const spawnServer = (options: SpawnOptions): Effect.Effect<ServerProcess,
       pid: child.pid,
       ports,
       problems: () => problems,
+      messageCounts: () => counts,
       tail: () => tail.join("\n")
     }
   })

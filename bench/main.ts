@@ -5,6 +5,8 @@
  * daemon of its own per --upload-window measured), interleaved over several
  * rounds. Prints a table of medians and ranges and writes every run to
  * bench/results/latest.json.
+ *
+ * `npm run bench -- load [flags]` runs the hardening load script instead (bench/load.ts).
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Exit } from "effect"
@@ -13,7 +15,9 @@ import { cpus, loadavg } from "node:os"
 import { fileURLToPath } from "node:url"
 import type { BenchArgs } from "./args.js"
 import { parseBenchArgs, usage } from "./args.js"
-import type { BenchError } from "./errors.js"
+import { BenchError } from "./errors.js"
+import type { LoadArgs } from "./load.js"
+import { loadUsage, parseLoadArgs, runLoad } from "./load.js"
 import type { Measurement } from "./online.js"
 import { onlineTransfer } from "./online.js"
 import { rssMiB } from "./procStats.js"
@@ -169,24 +173,32 @@ const bench = (args: BenchArgs) =>
     })
   )
 
-let args: BenchArgs | undefined
-try {
-  args = parseBenchArgs(process.argv.slice(2))
-} catch (e) {
-  process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n\n${usage}`)
-  process.exit(2)
-}
-if (args === undefined) {
-  process.stdout.write(usage)
-} else {
+const runMain = <E extends { readonly message: string }>(effect: Effect.Effect<unknown, E>) =>
   NodeRuntime.runMain(
-    bench(args).pipe(
-      Effect.tapError((e) => Effect.sync(() => process.stderr.write(`bench failed: ${e.message}\n`)))
-    ),
+    effect.pipe(Effect.tapError((e) => Effect.sync(() => process.stderr.write(`bench failed: ${e.message}\n`)))),
     {
       disableErrorReporting: true,
       // 0 done, 1 failed, 130 interrupted (Ctrl-C): the children are stopped in every case.
       teardown: (exit, onExit) => onExit(Exit.isSuccess(exit) ? 0 : Cause.isInterruptedOnly(exit.cause) ? 130 : 1)
     }
   )
+
+let args: BenchArgs | undefined
+let loadArgs: LoadArgs | undefined
+const isLoad = process.argv[2] === "load"
+try {
+  if (isLoad) loadArgs = parseLoadArgs(process.argv.slice(3))
+  else args = parseBenchArgs(process.argv.slice(2))
+} catch (e) {
+  process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n\n${isLoad ? loadUsage : usage}`)
+  process.exit(2)
+}
+if (isLoad) {
+  if (loadArgs === undefined) process.stdout.write(loadUsage)
+  // `npm run bench -- load`: the hardening load script (bench/load.ts); exit 1 when a transfer failed.
+  else runMain(runLoad(loadArgs).pipe(Effect.flatMap((r) => (r.failed ? Effect.fail(new BenchError({ message: "some transfers failed" })) : Effect.void))))
+} else if (args === undefined) {
+  process.stdout.write(usage)
+} else {
+  runMain(bench(args))
 }

@@ -14,6 +14,8 @@ export class ListenError extends Data.TaggedError("ListenError")<{
   }
 }
 
+const LISTEN_BACKLOG = 4096
+
 export interface BoundAddress {
   readonly host: string
   readonly port: number
@@ -54,7 +56,9 @@ export const listen = <R>(
     const bound = yield* Effect.async<BoundAddress, ListenError>((resume) => {
       const onError = (cause: Error) => resume(Effect.fail(new ListenError({ host, port, cause })))
       server.once("error", onError)
-      server.listen({ host, port }, () => {
+      // Node's default backlog (511) overflows when hundreds of clients connect at once: the
+      // kernel then drops their handshakes and they stall for seconds. The kernel caps it at somaxconn.
+      server.listen({ host, port, backlog: LISTEN_BACKLOG }, () => {
         server.off("error", onError)
         const address = server.address()
         resume(Effect.succeed({ host, port: typeof address === "object" && address ? address.port : port }))
