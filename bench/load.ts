@@ -74,7 +74,7 @@ export const loadUsage = `Usage: npm run bench -- load [flags]
   --window N          pull window of the receivers and downloaders (default 4)
   --leak-in-flight N  TRANSFER_REQs in flight at once in the leak run (default 1000)
   --load-task-timeout S
-                      the load daemon's --task-timeout in seconds (default 5; the leak daemon's is always 5)
+                      the load daemon's --task-timeout in seconds (default 60, the daemon's own default; the leak daemon's is always 5)
   --leak-rounds N     leak rounds on the same daemon, each waiting for expiry (default 1)
   --leak-mode M       mixed (default: alternate), online or offline tasks in the leak run
   --size-kib N        bytes per transfer in KiB (default 1024)
@@ -115,7 +115,7 @@ export const parseLoadArgs = (argv: ReadonlyArray<string>): LoadArgs | undefined
   const leakMode = values["leak-mode"] ?? "mixed"
   if (leakMode !== "mixed" && leakMode !== "online" && leakMode !== "offline") throw new Error(`--leak-mode: "${leakMode}" is not mixed, online or offline`)
   return {
-    loadTaskTimeout: int("load-task-timeout", values["load-task-timeout"], 5, 1),
+    loadTaskTimeout: int("load-task-timeout", values["load-task-timeout"], 60, 1),
     leakRounds: int("leak-rounds", values["leak-rounds"], 1, 1),
     leakMode,
     seconds: int("seconds", values.seconds, 60),
