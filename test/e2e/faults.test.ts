@@ -18,6 +18,7 @@ import type { Daemon } from "../support/daemon.js"
 import { killDaemon, startDaemon } from "../support/daemon.js"
 import { loginPdu, pullReqPdu, rawConnect, sha256 } from "../support/raw.js"
 import { eventually, tempDir } from "../support/server.js"
+import { storedFiles } from "../support/files.js"
 
 const FROM = 17
 const TO = 18
@@ -25,10 +26,7 @@ const SEG = 32 * 1024
 
 const clientOf = (d: Daemon) => ({ host: "127.0.0.1", port: d.clientPort })
 
-const taskFiles = (dataDir: string, taskId: string) => {
-  const dir = join(dataDir, "offline_file", taskId.slice(0, 2))
-  return { file: join(dir, taskId), part: join(dir, `${taskId}.part`), meta: join(dir, `${taskId}.json`) }
-}
+const taskFiles = storedFiles
 
 const upload = (d: Daemon, data: Buffer) =>
   Effect.scoped(

@@ -17,6 +17,7 @@ import type { Daemon } from "../support/daemon.js"
 import { killDaemon, startDaemon } from "../support/daemon.js"
 import { loginPdu, pullRspPdu, rawConnect, sha256 } from "../support/raw.js"
 import { tempDir } from "../support/server.js"
+import { storedFiles } from "../support/files.js"
 
 const FROM = 7
 const TO = 8
@@ -24,11 +25,7 @@ const SEGMENT = 32 * 1024
 
 const clientOf = (d: Daemon) => ({ host: "127.0.0.1", port: d.clientPort })
 
-/** The files of one task in TeamTalk's layout: the complete file, the upload in progress, our sidecar. */
-const taskFiles = (dataDir: string, taskId: string) => {
-  const dir = join(dataDir, "offline_file", taskId.slice(0, 2))
-  return { file: join(dir, taskId), part: join(dir, `${taskId}.part`), meta: join(dir, `${taskId}.json`) }
-}
+const taskFiles = storedFiles
 
 const createOfflineTask = (d: Daemon, size: number) =>
   Effect.scoped(

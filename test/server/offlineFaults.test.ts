@@ -10,7 +10,6 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { randomBytes } from "node:crypto"
 import { existsSync, readFileSync, statSync } from "node:fs"
-import { join } from "node:path"
 import * as Client from "../../src/client/index.js"
 import { FileRole, FileState, ResultCode, TransferMode } from "../../src/protocol/commands.js"
 import { isPdu, Pdu } from "../../src/protocol/messages.js"
@@ -21,6 +20,7 @@ import type { RawConn } from "../support/raw.js"
 import { decodeAs, FROM, loginPdu, pullReqPdu, pullRspPdu, rawConnect, rawLogin, sha256, TO } from "../support/raw.js"
 import type { OfflineStoreService, TestServer } from "../support/server.js"
 import { createTask, eventually, startServerWith } from "../support/server.js"
+import { storedFiles } from "../support/files.js"
 
 const SEG = 32 * 1024
 const SETTINGS: Partial<ServerSettings> = { uploadWindow: 1, uploadSegment: SEG }
@@ -64,11 +64,7 @@ const faultyStore =
           )
   })
 
-const stored = (dataDir: string, taskId: string) => {
-  const dir = join(dataDir, "offline_file", taskId.slice(0, 2))
-  const file = join(dir, taskId)
-  return { dir, file, part: `${file}.part`, meta: `${file}.json` }
-}
+const stored = storedFiles
 
 const offlineTask = (server: TestServer, size: number) =>
   createTask(server, { fromUserId: FROM, toUserId: TO, fileName: "f.bin", fileSize: size, mode: TransferMode.Offline })

@@ -18,6 +18,7 @@ import { HEADER_BYTES } from "../../src/storage/header.js"
 import { FROM, loginPdu, pullReqPdu, pullRspPdu, rawConnect, rawLogin, sha256, TO } from "../support/raw.js"
 import type { TestServer } from "../support/server.js"
 import { createTask, eventually, startServer } from "../support/server.js"
+import { storedFiles } from "../support/files.js"
 
 const SEG = 32 * 1024
 const TIMEOUT_MS = 300
@@ -28,11 +29,7 @@ const SETTINGS: Partial<ServerSettings> = { uploadWindow: 1, uploadSegment: SEG,
 const offlineTask = (server: TestServer, size: number) =>
   createTask(server, { fromUserId: FROM, toUserId: TO, fileName: "l.bin", fileSize: size, mode: TransferMode.Offline })
 
-const stored = (dataDir: string, taskId: string) => {
-  const dir = join(dataDir, "offline_file", taskId.slice(0, 2))
-  const file = join(dir, taskId)
-  return { dir, file, part: `${file}.part`, meta: `${file}.json` }
-}
+const stored = storedFiles
 
 /** Every regular file under `root` (directories left aside). */
 const filesUnder = (root: string): Array<string> => {

@@ -19,15 +19,12 @@ import { encodeHeader, HEADER_BYTES } from "../../src/storage/header.js"
 import { FROM, loginPdu, pullRspPdu, rawConnect, rawLogin, sha256, TO } from "../support/raw.js"
 import type { TestServer } from "../support/server.js"
 import { createTask, startStoppableServer, tempDir } from "../support/server.js"
+import { storedFiles } from "../support/files.js"
 
 const SEG = 32 * 1024
 const SETTINGS: Partial<ServerSettings> = { uploadWindow: 1, uploadSegment: SEG }
 
-const stored = (dataDir: string, taskId: string) => {
-  const dir = join(dataDir, "offline_file", taskId.slice(0, 2))
-  const file = join(dir, taskId)
-  return { dir, file, part: `${file}.part`, meta: `${file}.json` }
-}
+const stored = storedFiles
 
 const readMeta = (path: string) => JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>
 

@@ -19,6 +19,7 @@ import type { RawConn, Received } from "../support/raw.js"
 import { decodeAs, FROM, pullReqPdu, pullRspPdu, rawLogin, sha256, statePdu, TO } from "../support/raw.js"
 import type { TestServer } from "../support/server.js"
 import { createTask, eventually, startServer } from "../support/server.js"
+import { storedFiles } from "../support/files.js"
 
 const SEG = 32 * 1024
 const MiB = 1024 * 1024
@@ -28,11 +29,7 @@ const TEAMTALK: Partial<ServerSettings> = { uploadWindow: 1, uploadSegment: SEG 
 const offlineTask = (server: TestServer, size: number, fileName = "file.bin") =>
   createTask(server, { fromUserId: FROM, toUserId: TO, fileName, fileSize: size, mode: TransferMode.Offline })
 
-const stored = (dataDir: string, taskId: string) => {
-  const dir = join(dataDir, "offline_file", taskId.slice(0, 2))
-  const file = join(dir, taskId)
-  return { dir, file, part: `${file}.part`, meta: `${file}.json` }
-}
+const stored = storedFiles
 
 const sizeOf = (path: string) => statSync(path).size
 const readMeta = (path: string) => JSON.parse(readFileSync(path, "utf8")) as { sha256?: string; fileSize: number; fileName: string }
