@@ -117,6 +117,18 @@ export const serveOptions = {
   logLevel: Options.choice("log-level", ["debug", "info", "warning", "error"]).pipe(
     Options.withDefault(d.logLevel),
     Options.withDescription(`Least severe log level written to stdout. Default: ${d.logLevel}.`)
+  ),
+  adminHost: Options.text("admin-host").pipe(
+    Options.withDefault(d.adminHost),
+    Options.withDescription(`Address of the admin HTTP port (/healthz, /readyz, /metrics, /tasks). Default: ${d.adminHost}.`)
+  ),
+  adminPort: Options.integer("admin-port").pipe(
+    Options.withDefault(d.adminPort),
+    Options.withDescription(`Admin HTTP port; 0 turns it off. Default: ${d.adminPort}.`)
+  ),
+  drainTimeout: Options.text("drain-timeout").pipe(
+    Options.withDefault(String(d.drainTimeoutMs / 1000)),
+    Options.withDescription(`On SIGTERM/SIGINT, how long transfers in flight may finish before the rest are cancelled. Default: ${d.drainTimeoutMs / 1000}.`)
   )
 }
 

@@ -36,6 +36,9 @@ export interface ServeFlags {
   readonly offlineRetention: string
   readonly uploadResumeTtl: string
   readonly logLevel: LogLevelName
+  readonly adminHost: string
+  readonly adminPort: number
+  readonly drainTimeout: string
 }
 
 const MIN_FRAME_BYTES = 1024
@@ -136,6 +139,9 @@ export const settingsFromFlags = (flags: ServeFlags): ServerSettings => {
     deleteAfterDownload: flags.deleteAfterDownload,
     offlineRetentionMs: parseDuration("offline-retention", flags.offlineRetention),
     uploadResumeTtlMs: parseDuration("upload-resume-ttl", flags.uploadResumeTtl),
-    logLevel: flags.logLevel
+    logLevel: flags.logLevel,
+    adminHost: host("admin-host", flags.adminHost),
+    adminPort: port("admin-port", flags.adminPort),
+    drainTimeoutMs: parseDuration("drain-timeout", flags.drainTimeout)
   }
 }

@@ -9,6 +9,7 @@ import { handleClientConnection } from "./clientConnection.js"
 import { ServerConfig } from "./config.js"
 import type { BoundAddress } from "./listener.js"
 import { listen } from "./listener.js"
+import { Lifecycle } from "./lifecycle.js"
 import { handleMsgConnection } from "./msgConnection.js"
 import type { IpAddr } from "../protocol/messages.js"
 
@@ -53,7 +54,11 @@ const portsLive = Layer.scoped(
 
 /** The whole server on a given offline store (a test double, S3 later), given a ServerConfig. */
 export const serverWith = <E, R>(store: Layer.Layer<OfflineStore, E, R>) =>
-  Layer.merge(portsLive, Sweeper.layer).pipe(Layer.provideMerge(TaskRegistryLive.layer), Layer.provideMerge(store))
+  Layer.merge(portsLive, Sweeper.layer).pipe(
+    Layer.provideMerge(TaskRegistryLive.layer),
+    Layer.provideMerge(store),
+    Layer.provideMerge(Lifecycle.layer)
+  )
 
 /** The whole server, given a ServerConfig: offline files on local disk. */
 export const ServerLive = serverWith(DiskStore.layer)

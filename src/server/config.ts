@@ -53,6 +53,12 @@ export interface ServerSettings {
   /** How often stored files are swept for the two lifetimes above. */
   readonly sweepIntervalMs: number
   readonly logLevel: "debug" | "info" | "warning" | "error"
+  /** Address of the admin HTTP port (health, readiness, metrics, tasks). */
+  readonly adminHost: string
+  /** Admin HTTP port; 0 turns the admin port off. */
+  readonly adminPort: number
+  /** On SIGTERM/SIGINT, how long transfers in flight may run before they are cancelled. */
+  readonly drainTimeoutMs: number
 }
 
 export const defaultSettings: ServerSettings = {
@@ -83,7 +89,10 @@ export const defaultSettings: ServerSettings = {
   offlineRetentionMs: 7 * 24 * 3600_000,
   uploadResumeTtlMs: 24 * 3600_000,
   sweepIntervalMs: 3600_000,
-  logLevel: "info"
+  logLevel: "info",
+  adminHost: "127.0.0.1",
+  adminPort: 8602,
+  drainTimeoutMs: 30_000
 }
 
 export class ServerConfig extends Context.Tag("tt-file-server/ServerConfig")<ServerConfig, ServerSettings>() {
