@@ -2,18 +2,43 @@ import { Data } from "effect"
 import { HEADER_BYTES, PDU_VERSION, writeHeader } from "./header.js"
 
 /**
- * One PDU as received: `raw` is the whole PDU (header included), usually a
- * view into the socket chunk it arrived in, so a frame is forwarded without
- * copying it.
+ * Bytes in the pieces they arrived in: views into socket reads, in order.
+ * A PDU that straddled two reads stays two pieces, so the per-block path
+ * never copies a block to make it contiguous.
  */
-export interface Frame {
-  readonly raw: Buffer
-  readonly serviceId: number
-  readonly commandId: number
-  readonly seq: number
+export type Bytes = ReadonlyArray<Buffer>
+
+export const bytesLength = (bytes: Bytes): number => {
+  let n = 0
+  for (const b of bytes) n += b.length
+  return n
 }
 
-export const frameBody = (frame: Frame): Buffer => frame.raw.subarray(HEADER_BYTES)
+/** The bytes as one buffer: the piece itself when there is one, else a copy (off the per-block path). */
+export const contiguous = (bytes: Bytes): Buffer => (bytes.length === 1 ? bytes[0]! : Buffer.concat(bytes as Array<Buffer>))
+
+/**
+ * One PDU as received. `parts` is the whole PDU (header included) as views
+ * into the socket reads it arrived in, so a frame is forwarded without
+ * copying it; the first part always holds at least the header.
+ */
+export class Frame {
+  private whole: Buffer | undefined
+  constructor(
+    readonly parts: Bytes,
+    readonly length: number,
+    readonly serviceId: number,
+    readonly commandId: number,
+    readonly seq: number
+  ) {}
+
+  /** The PDU as one buffer (copied once if it straddled reads). */
+  get raw(): Buffer {
+    return (this.whole ??= contiguous(this.parts))
+  }
+}
+
+export const frameBody = (frame: { readonly raw: Buffer }): Buffer => frame.raw.subarray(HEADER_BYTES)
 
 export const DEFAULT_MAX_FRAME_BYTES = 2 * 1024 * 1024
 
@@ -28,12 +53,39 @@ export class FrameError extends Data.TaggedError("FrameError")<{
   }
 }
 
-const makeFrame = (raw: Buffer): Frame => ({
-  raw,
-  serviceId: raw.readUInt16BE(8),
-  commandId: raw.readUInt16BE(10),
-  seq: raw.readUInt16BE(12)
-})
+const makeFrame = (parts: Bytes, length: number): Frame => {
+  const head = parts[0]!
+  return new Frame(parts, length, head.readUInt16BE(8), head.readUInt16BE(10), head.readUInt16BE(12))
+}
+
+/**
+ * A frame that straddled reads is kept in pieces when it is large; a small one
+ * is copied (cheap), and so are the first bytes when the first piece is short,
+ * so that the header and the fields before a block's data are in one piece.
+ */
+const COPY_BELOW = 1024
+export const FIRST_PIECE_MIN = 256
+
+const assemble = (pieces: Array<Buffer>, length: number): Frame => {
+  if (length <= COPY_BELOW) return makeFrame([Buffer.concat(pieces, length)], length)
+  if (pieces[0]!.length >= FIRST_PIECE_MIN) return makeFrame(pieces, length)
+  // Move the first FIRST_PIECE_MIN bytes into one small buffer; the rest stays in views.
+  const head = Buffer.allocUnsafe(FIRST_PIECE_MIN)
+  let filled = 0
+  let i = 0
+  let rest: Buffer | undefined
+  while (filled < FIRST_PIECE_MIN) {
+    const p = pieces[i++]!
+    const take = Math.min(p.length, FIRST_PIECE_MIN - filled)
+    p.copy(head, filled, 0, take)
+    filled += take
+    if (take < p.length) rest = p.subarray(take)
+  }
+  const parts: Array<Buffer> = [head]
+  if (rest !== undefined) parts.push(rest)
+  for (; i < pieces.length; i++) parts.push(pieces[i]!)
+  return makeFrame(parts, length)
+}
 
 const checkLength = (length: number, max: number): FrameError | undefined =>
   length < HEADER_BYTES
@@ -54,8 +106,8 @@ const peekLength = (buffers: ReadonlyArray<Buffer>): number => {
 }
 
 /**
- * Incremental PDU framer. Whole frames inside one chunk are returned as views
- * into it; only a frame split across chunks is copied once. The length is
+ * Incremental PDU framer. Frames are returned as views into the chunks they
+ * arrived in (a frame split across chunks as one view per chunk). The length is
  * checked as soon as its 4 bytes are in, so an oversized or undersized frame
  * fails before any of its body is buffered.
  */
@@ -89,7 +141,7 @@ export class FrameDecoder {
     const fromChunk = this.need - (this.pendingBytes - chunk.length)
     const parts = this.pending
     parts[parts.length - 1] = chunk.subarray(0, fromChunk)
-    out.push(makeFrame(Buffer.concat(parts, this.need)))
+    out.push(assemble(parts, this.need))
     this.reset()
     return this.scan(chunk, fromChunk, out)
   }
@@ -104,7 +156,7 @@ export class FrameDecoder {
         this.need = length
         break
       }
-      out.push(makeFrame(chunk.subarray(offset, offset + length)))
+      out.push(makeFrame([chunk.subarray(offset, offset + length)], length))
       offset += length
     }
     if (offset < chunk.length) {

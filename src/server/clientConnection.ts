@@ -5,7 +5,7 @@ import { runPipeline } from "../connection/pipeline.js"
 import { makeUnknownPduLog } from "../connection/unknownPdu.js"
 import { watchIdle } from "../connection/watchdog.js"
 import { FileCmd, OtherCmd, ResultCode, ServiceId } from "../protocol/commands.js"
-import { encodePullDataRspHead } from "../protocol/dataBlock.js"
+import { decodeDataBlock, encodePullDataRspHead } from "../protocol/dataBlock.js"
 import type { Frame } from "../protocol/frame.js"
 import { frameBody } from "../protocol/frame.js"
 import { encodePdu, Pdu, peekStringField } from "../protocol/messages.js"
@@ -94,19 +94,18 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
 
     const transferMail = (frame: Frame): Mail | string => {
       if (session === undefined) return "transfer PDU before login"
-      const body = frameBody(frame)
       switch (frame.commandId) {
         case FileCmd.PullDataReq: {
-          const d = Pdu.PullDataReq.decodeBody(body)
-          return Either.isLeft(d) ? d.left.message : { _tag: "PullReq", conn: conn.id, seq: frame.seq, msg: d.right, raw: frame.raw }
+          const d = Pdu.PullDataReq.decodeBody(frameBody(frame))
+          return Either.isLeft(d) ? d.left.message : { _tag: "PullReq", conn: conn.id, seq: frame.seq, msg: d.right, raw: frame.parts }
         }
         case FileCmd.PullDataRsp: {
-          const d = Pdu.PullDataRsp.decodeBody(body)
-          return Either.isLeft(d) ? d.left.message : { _tag: "PullRsp", conn: conn.id, seq: frame.seq, msg: d.right, raw: frame.raw }
+          const d = decodeDataBlock(frame)
+          return Either.isLeft(d) ? d.left.message : { _tag: "PullRsp", conn: conn.id, seq: frame.seq, msg: d.right, raw: frame.parts }
         }
         default: {
-          const d = Pdu.State.decodeBody(body)
-          return Either.isLeft(d) ? d.left.message : { _tag: "State", conn: conn.id, seq: frame.seq, msg: d.right, raw: frame.raw }
+          const d = Pdu.State.decodeBody(frameBody(frame))
+          return Either.isLeft(d) ? d.left.message : { _tag: "State", conn: conn.id, seq: frame.seq, msg: d.right, raw: frame.parts }
         }
       }
     }
@@ -121,7 +120,7 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
         for (const frame of frames) {
           if (conn.isClosing()) break
           if (frame.serviceId === ServiceId.Other && frame.commandId === OtherCmd.HeartBeat) {
-            conn.write(frame.raw)
+            for (const part of frame.parts) conn.write(part)
             continue
           }
           if (frame.serviceId === ServiceId.File) {

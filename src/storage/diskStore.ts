@@ -136,21 +136,29 @@ export const make = Effect.gen(function* () {
       let position = received
       const writer: UploadWriter = {
         received,
-        write: (data) =>
-          io(`write ${p.part}`, async () => {
-            // A write may take fewer bytes than given (a disk nearly full): carry on until all are in.
-            let done = 0
-            while (done < data.length) {
-              const { bytesWritten } = await handle.write(data, done, data.length - done, HEADER_BYTES + position + done)
-              if (bytesWritten === 0) throw new Error("the disk took no bytes")
-              done += bytesWritten
+        write: (block) => {
+          const pieces = block instanceof Uint8Array ? [block] : block
+          return io(`write ${p.part}`, async () => {
+            let at = HEADER_BYTES + position
+            for (const data of pieces) {
+              // A write may take fewer bytes than given (a disk nearly full): carry on until all are in.
+              let done = 0
+              while (done < data.length) {
+                const { bytesWritten } = await handle.write(data, done, data.length - done, at + done)
+                if (bytesWritten === 0) throw new Error("the disk took no bytes")
+                done += bytesWritten
+              }
+              at += data.length
             }
           }).pipe(
             Effect.map(() => {
-              position += data.length
-              hash.update(data)
+              for (const data of pieces) {
+                position += data.length
+                hash.update(data)
+              }
             })
-          ),
+          )
+        },
         finish: Effect.gen(function* () {
           if (position !== meta.fileSize) {
             return yield* new StoreError({ reason: "Io", message: `upload holds ${position} of ${meta.fileSize} bytes` })

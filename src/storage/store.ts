@@ -32,7 +32,8 @@ export class StoreError extends Data.TaggedError("StoreError")<{
 export interface UploadWriter {
   /** Bytes already in the partial file when it was opened (where the upload resumes). */
   readonly received: number
-  readonly write: (data: Uint8Array) => Effect.Effect<void, StoreError>
+  /** Appends one block: whole, or in the pieces it arrived in. */
+  readonly write: (block: Uint8Array | ReadonlyArray<Uint8Array>) => Effect.Effect<void, StoreError>
   /** fsync, record the sha256, rename into place, fsync the directory. Returns the sha256. */
   readonly finish: Effect.Effect<string, StoreError>
 }

@@ -121,8 +121,9 @@ export const runTask = <S>(options: {
             conns.delete(command.conn)
             return
           case "Forward":
-            patchSeq(command.raw, command.seq)
-            write(command.to, command.raw)
+            // The first piece holds the header: only its seq changes.
+            patchSeq(command.raw[0]!, command.seq)
+            for (const piece of command.raw) write(command.to, piece)
             return
           case "SendPull":
             write(command.to, encodePdu(Pdu.PullDataReq, command.seq, command.msg))

@@ -4,9 +4,10 @@
  * the task actor (actor.ts) feeds it events and carries out its commands.
  * See docs/architecture.md for the states and docs/protocol.md for the rules.
  */
-import type { Buffer } from "node:buffer"
 import { FileRole, FileState, TransferMode } from "../protocol/commands.js"
-import type { FileStateMsg, PullDataReq, PullDataRsp } from "../protocol/messages.js"
+import type { DataBlock } from "../protocol/dataBlock.js"
+import type { Bytes } from "../protocol/frame.js"
+import type { FileStateMsg, PullDataReq } from "../protocol/messages.js"
 import type { TaskSpec } from "./spec.js"
 
 export type ConnId = number
@@ -45,7 +46,7 @@ export interface PendingPull {
 export interface Prefetch {
   readonly offset: number
   readonly size: number
-  readonly raw: Buffer | undefined
+  readonly raw: Bytes | undefined
   readonly discard: boolean
 }
 
@@ -75,9 +76,9 @@ export interface Limits {
 
 export type TaskEvent =
   | { readonly _tag: "Login"; readonly conn: ConnId; readonly seq: number; readonly userId: number; readonly role: number }
-  | { readonly _tag: "PullReq"; readonly conn: ConnId; readonly seq: number; readonly msg: PullDataReq; readonly raw: Buffer }
-  | { readonly _tag: "PullRsp"; readonly conn: ConnId; readonly seq: number; readonly msg: PullDataRsp; readonly raw: Buffer }
-  | { readonly _tag: "State"; readonly conn: ConnId; readonly seq: number; readonly msg: FileStateMsg; readonly raw: Buffer }
+  | { readonly _tag: "PullReq"; readonly conn: ConnId; readonly seq: number; readonly msg: PullDataReq; readonly raw: Bytes }
+  | { readonly _tag: "PullRsp"; readonly conn: ConnId; readonly seq: number; readonly msg: DataBlock; readonly raw: Bytes }
+  | { readonly _tag: "State"; readonly conn: ConnId; readonly seq: number; readonly msg: FileStateMsg; readonly raw: Bytes }
   | { readonly _tag: "Left"; readonly conn: ConnId }
   | { readonly _tag: "Expired" }
   | { readonly _tag: "Shutdown" }
@@ -91,7 +92,7 @@ export type Command =
   | { readonly _tag: "LoginOk"; readonly conn: ConnId; readonly seq: number; readonly role: FileRole }
   | { readonly _tag: "LoginRefused"; readonly conn: ConnId; readonly seq: number; readonly reason: string }
   /** Write `raw` (a received PDU) to `to` with its seq set to `seq`. */
-  | { readonly _tag: "Forward"; readonly to: ConnId; readonly raw: Buffer; readonly seq: number; readonly dataBytes: number }
+  | { readonly _tag: "Forward"; readonly to: ConnId; readonly raw: Bytes; readonly seq: number; readonly dataBytes: number }
   /** A pull the server had to shorten: re-encoded with the clamped size, the receiver's seq kept. */
   | { readonly _tag: "SendPull"; readonly to: ConnId; readonly seq: number; readonly msg: PullDataReq }
   /** An empty block answering a pull at or past the end of the file. */
@@ -107,7 +108,7 @@ export type Command =
   /** A PULL_DATA_REQ from the server to the uploader (seq 0, as TeamTalk). */
   | { readonly _tag: "RequestBlock"; readonly to: ConnId; readonly offset: number; readonly size: number }
   /** Append the next block to the partial file; UploadFailed if it cannot be written. */
-  | { readonly _tag: "StoreBlock"; readonly data: Uint8Array }
+  | { readonly _tag: "StoreBlock"; readonly data: Bytes }
   /** Make the upload durable and visible; answers with UploadStored or UploadFailed. */
   | { readonly _tag: "FinishUpload" }
   /** Release the partial file (its bytes stay for a resume). */
@@ -258,8 +259,8 @@ const pullRsp = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullRsp" }>): Step
   if (msg.taskId !== s.spec.taskId) return violation(s, e.conn, "PULL_DATA_RSP for another task")
   if (msg.userId !== s.spec.fromUserId) return violation(s, e.conn, "PULL_DATA_RSP from the wrong user")
   const wrongSize = (size: number) =>
-    msg.resultCode === 0 && msg.fileData.length !== size
-      ? violation(s, e.conn, `PULL_DATA_RSP carries ${msg.fileData.length} bytes where ${size} were asked`)
+    msg.resultCode === 0 && msg.dataLength !== size
+      ? violation(s, e.conn, `PULL_DATA_RSP carries ${msg.dataLength} bytes where ${size} were asked`)
       : undefined
   // A read-ahead block at this offset was asked for before any pull still waiting for it.
   const a = s.ahead.findIndex((p) => p.offset === msg.offset && p.raw === undefined)
@@ -280,8 +281,8 @@ const pullRsp = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullRsp" }>): Step
   if (bad) return bad
   const pulls = index === 0 ? s.pulls.slice(1) : [...s.pulls.slice(0, index), ...s.pulls.slice(index + 1)]
   return [
-    { ...s, pulls, bytesRelayed: s.bytesRelayed + msg.fileData.length },
-    [{ _tag: "Forward", to: s.receiver!, raw: e.raw, seq: pull.seq, dataBytes: msg.fileData.length }]
+    { ...s, pulls, bytesRelayed: s.bytesRelayed + msg.dataLength },
+    [{ _tag: "Forward", to: s.receiver!, raw: e.raw, seq: pull.seq, dataBytes: msg.dataLength }]
   ]
 }
 

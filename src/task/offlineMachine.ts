@@ -6,6 +6,7 @@
  * done by the actor, which feeds the outcome back as an event.
  */
 import { FileRole, FileState } from "../protocol/commands.js"
+import type { Bytes } from "../protocol/frame.js"
 import type { Command, ConnId, Outcome, TaskEvent } from "./machine.js"
 import type { TaskSpec } from "./spec.js"
 
@@ -40,7 +41,7 @@ export interface OfflineState {
    * before an earlier one holds its data here until the gap is filled, so the
    * partial file is always an exact prefix of the file (what a resume relies on).
    */
-  readonly outstanding: ReadonlyArray<{ readonly offset: number; readonly size: number; readonly data?: Uint8Array }>
+  readonly outstanding: ReadonlyArray<{ readonly offset: number; readonly size: number; readonly data?: Bytes }>
   /** Downloaders that were sent the block that ends the file, and DONE. */
   readonly finished: ReadonlyArray<ConnId>
   /** Stored bytes deleted (after a download, with --delete-after-download): no new downloads. */
@@ -203,10 +204,10 @@ const uploadBlock = (s: OfflineState, e: Extract<TaskEvent, { _tag: "PullRsp" }>
   if (index < 0) return uploadViolation(s, e.conn, `PULL_DATA_RSP at offset ${msg.offset} answers no outstanding request`)
   if (msg.resultCode !== 0) return uploadViolation(s, e.conn, `the uploader answered with error ${msg.resultCode}`)
   const asked = s.outstanding[index]!
-  if (msg.fileData.length !== asked.size) {
-    return uploadViolation(s, e.conn, `PULL_DATA_RSP carries ${msg.fileData.length} bytes where ${asked.size} were asked`)
+  if (msg.dataLength !== asked.size) {
+    return uploadViolation(s, e.conn, `PULL_DATA_RSP carries ${msg.dataLength} bytes where ${asked.size} were asked`)
   }
-  const outstanding = s.outstanding.map((o, i) => (i === index ? { ...o, data: msg.fileData } : o))
+  const outstanding = s.outstanding.map((o, i) => (i === index ? { ...o, data: msg.data } : o))
   // Store every block that now continues the file without a gap.
   const commands: Array<Command> = []
   let received = s.received

@@ -1,11 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either, FastCheck as fc } from "effect"
-import { encodePullDataRspHead, maxBlockBytes } from "../../src/protocol/dataBlock.js"
-import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder } from "../../src/protocol/frame.js"
+import { decodeDataBlock, encodePullDataRspHead, maxBlockBytes } from "../../src/protocol/dataBlock.js"
+import { DEFAULT_MAX_FRAME_BYTES, FIRST_PIECE_MIN, FrameDecoder } from "../../src/protocol/frame.js"
 import type { Frame } from "../../src/protocol/frame.js"
 import { HEADER_BYTES, readHeader } from "../../src/protocol/header.js"
 import { encodePdu, Pdu } from "../../src/protocol/messages.js"
-import { filled, refEncode, refHeader, SPECS, u16, u32, varint, VARINT_EDGES, wireString } from "./wire.js"
+import { filled, refEncode, refHeader, sliceAt, SPECS, u16, u32, varint, VARINT_EDGES, wireString } from "./wire.js"
 
 const U32_MAX = 0xffffffff
 
@@ -124,4 +124,86 @@ describe("maxBlockBytes", () => {
     expect(new FrameDecoder().push(pdu, out)).toBeUndefined()
     expect(out.length).toBe(1)
   })
+})
+
+/** Splits `bytes` at the given cut points (taken modulo its length). */
+const cutAt = (bytes: Buffer, cuts: ReadonlyArray<number>): Array<Buffer> =>
+  sliceAt(bytes, [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b))
+
+const framesOf = (reads: ReadonlyArray<Buffer>): Array<Frame> => {
+  const decoder = new FrameDecoder()
+  const out: Array<Frame> = []
+  for (const r of reads) expect(decoder.push(r, out)).toBeUndefined()
+  return out
+}
+
+describe("decodeDataBlock", () => {
+  it.prop(
+    "agrees with the protobuf decoder on any PULL_DATA_RSP, however it was split across reads, without copying the block",
+    {
+      resultCode: u32,
+      taskId,
+      userId: u32,
+      offset: u32,
+      size: dataLength,
+      seed: fc.nat(),
+      cuts: fc.array(fc.nat(), { maxLength: 4 }),
+      // Unusual but valid layouts fall back to the protobuf decoder: fields in another order, an unknown field.
+      layout: fc.constantFrom("usual", "reordered", "unknown field")
+    },
+    ({ cuts, layout, offset, resultCode, seed, size, taskId, userId }) => {
+      const data = filled(size, seed)
+      const fields = { resultCode, taskId, userId, offset }
+      let pdu: Buffer
+      if (layout === "usual") {
+        pdu = encodePdu(Pdu.PullDataRsp, 7, { ...fields, fileData: data })
+      } else {
+        const usual = encodePdu(Pdu.PullDataRsp, 7, { ...fields, fileData: data }).subarray(HEADER_BYTES)
+        const extra = layout === "unknown field" ? Buffer.from([0x30, 0x01]) : Buffer.alloc(0)
+        // offset (field 4) moved after file_data, or an unknown varint field 6 appended
+        const body =
+          layout === "reordered"
+            ? Buffer.concat([refEncode(SPECS.PullDataRsp.fields, { resultCode, taskId, userId }), Buffer.from([0x2a, ...varint(size)]), data, Buffer.from([0x20, ...varint(offset)])])
+            : Buffer.concat([usual, extra])
+        const header = refHeader({ length: HEADER_BYTES + body.length, version: 1, flag: 0, serviceId: 5, commandId: 0x0505, seq: 7, reserved: 0 })
+        pdu = Buffer.concat([header, body])
+      }
+      const [frame] = framesOf(cutAt(pdu, cuts))
+      const fast = decodeDataBlock(frame!)
+      const reference = Pdu.PullDataRsp.decodeBody(pdu.subarray(HEADER_BYTES))
+      expect(Either.isRight(fast)).toBe(true)
+      expect(Either.isRight(reference)).toBe(true)
+      if (Either.isRight(fast) && Either.isRight(reference)) {
+        const { data: pieces, dataLength: length, ...got } = fast.right
+        const { fileData, ...want } = reference.right
+        expect(got).toStrictEqual({ ...want })
+        expect(length).toBe(fileData.length)
+        expect(Buffer.concat(pieces as Array<Buffer>).equals(Buffer.from(fileData))).toBe(true)
+        if (layout === "usual" && pdu.length > 1024) {
+          // The block is views into the reads; at most the frame's first bytes were copied.
+          const copied = pieces.filter((p) => p.buffer !== pdu.buffer).reduce((n, p) => n + p.length, 0)
+          expect(copied).toBeLessThanOrEqual(FIRST_PIECE_MIN)
+        }
+      }
+    },
+    { fastCheck: { numRuns: 300 } }
+  )
+
+  it.prop(
+    "refuses what the protobuf decoder refuses: a truncated or garbled body",
+    { size: dataLength, seed: fc.nat(), cut: fc.nat(), garble: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 3 }) },
+    ({ cut, garble, seed, size }) => {
+      const whole = encodePdu(Pdu.PullDataRsp, 1, { resultCode: 0, taskId: "t", userId: 2, offset: 3, fileData: filled(size, seed) })
+      const bodyLength = cut % (whole.length - HEADER_BYTES + 1)
+      const body = Buffer.from(whole.subarray(HEADER_BYTES, HEADER_BYTES + bodyLength))
+      // Garbling only the field prefix keeps the test about field parsing, not about the block's bytes.
+      for (const [at, value] of garble) if (body.length > 0) body[at % Math.min(body.length, 12)] = value
+      const header = refHeader({ length: HEADER_BYTES + body.length, version: 1, flag: 0, serviceId: 5, commandId: 0x0505, seq: 1, reserved: 0 })
+      const [frame] = framesOf([Buffer.concat([header, body])])
+      const fast = decodeDataBlock(frame!)
+      const reference = Pdu.PullDataRsp.decodeBody(body)
+      expect(Either.isRight(fast)).toBe(Either.isRight(reference))
+    },
+    { fastCheck: { numRuns: 500 } }
+  )
 })

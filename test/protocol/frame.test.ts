@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder, FrameError, frameBody } from "../../src/protocol/frame.js"
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FIRST_PIECE_MIN, FrameDecoder, FrameError, frameBody } from "../../src/protocol/frame.js"
 import type { Frame } from "../../src/protocol/frame.js"
 import { HEADER_BYTES } from "../../src/protocol/header.js"
-import { filled, refHeader, u16 } from "./wire.js"
+import { filled, refHeader, sliceAt, u16 } from "./wire.js"
 
 // ---------------------------------------------------------------------------
 // Generators
@@ -64,15 +64,7 @@ const split = (stream: Buffer, chunking: Chunking, starts: ReadonlyArray<number>
       cuts = starts.flatMap((s) => chunking.deltas.map((d) => Math.min(n, Math.max(0, s + d))))
       break
   }
-  cuts.sort((a, b) => a - b)
-  const chunks: Array<Buffer> = []
-  let prev = 0
-  for (const c of cuts) {
-    chunks.push(stream.subarray(prev, c))
-    prev = c
-  }
-  chunks.push(stream.subarray(prev))
-  return chunks
+  return sliceAt(stream, cuts.sort((a, b) => a - b))
 }
 
 const layout = (frames: ReadonlyArray<Buffer>) => {
@@ -145,6 +137,9 @@ const expectSameFrames = (actual: ReadonlyArray<Frame>, expected: ReadonlyArray<
       length: e.length
     })
     if (!f.raw.equals(e)) fail(`frame ${i}: raw bytes differ`)
+    // The pieces are the frame; the first holds the header and the fields that follow it.
+    if (!Buffer.concat(f.parts as Array<Buffer>).equals(e)) fail(`frame ${i}: its pieces differ from its bytes`)
+    if (f.parts[0]!.length < Math.min(e.length, FIRST_PIECE_MIN)) fail(`frame ${i}: first piece of ${f.parts[0]!.length} bytes is too short`)
   })
 }
 
@@ -319,6 +314,24 @@ describe("FrameDecoder", () => {
     expect(out.length).toBe(1)
     expect(out[0]!.raw.equals(ok)).toBe(true)
     expect(d3.buffered).toBe(0)
+  })
+
+  it("keeps a large frame that straddles reads in pieces: views into each read, only its first bytes copied", () => {
+    const pdu = encodeFrame(5, 0x0505, 9, filled(40_000, 3))
+    const stream = Buffer.concat([encodeFrame(1, 2, 3, Buffer.alloc(10)), pdu])
+    // 26 bytes of the first frame, then cuts that leave the big one 40 bytes in its first read.
+    const reads = [stream.subarray(0, 66), stream.subarray(66, 30_000), stream.subarray(30_000)]
+    const out: Array<Frame> = []
+    const decoder = new FrameDecoder()
+    for (const r of reads) expect(decoder.push(r, out)).toBeUndefined()
+    expect(out.length).toBe(2)
+    const big = out[1]!
+    expect(big.length).toBe(pdu.length)
+    expect(big.parts[0]!.length).toBe(FIRST_PIECE_MIN)
+    const views = big.parts.slice(1)
+    expect(views.map((v) => v.buffer)).toEqual([stream.buffer, stream.buffer])
+    expect(views[views.length - 1]!.byteOffset).toBe(stream.byteOffset + 30_000)
+    expect(Buffer.concat(big.parts as Array<Buffer>).equals(pdu)).toBe(true)
   })
 
   it("ignores empty chunks", () => {

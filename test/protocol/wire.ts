@@ -352,3 +352,15 @@ export const normalise = (v: unknown): unknown => {
   }
   return v
 }
+
+/** Slices `bytes` at `points` (ascending; a repeated point yields an empty slice). */
+export const sliceAt = (bytes: Buffer, points: ReadonlyArray<number>): Array<Buffer> => {
+  const out: Array<Buffer> = []
+  let prev = 0
+  for (const p of points) {
+    out.push(bytes.subarray(prev, p))
+    prev = p
+  }
+  out.push(bytes.subarray(prev))
+  return out
+}

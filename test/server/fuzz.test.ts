@@ -38,6 +38,7 @@ import { HEADER_BYTES, PDU_VERSION, writeHeader } from "../../src/protocol/heade
 import { encodePdu, isPdu, Pdu } from "../../src/protocol/messages.js"
 import type { RawConn } from "../support/raw.js"
 import { decodeAs, rawConnect, sha256 } from "../support/raw.js"
+import { sliceAt } from "../protocol/wire.js"
 import type { TestServer } from "../support/server.js"
 import { createTask, startServer } from "../support/server.js"
 
@@ -297,15 +298,7 @@ const blast = (
 /** Cuts `bytes` at the given points (taken modulo its length), in order. */
 const chunked = (bytes: Buffer, cuts: ReadonlyArray<number>): Array<Buffer> => {
   if (bytes.length === 0) return []
-  const points = [...new Set(cuts.map((c) => c % bytes.length))].filter((p) => p > 0).sort((a, b) => a - b)
-  const out: Array<Buffer> = []
-  let at = 0
-  for (const p of points) {
-    out.push(bytes.subarray(at, p))
-    at = p
-  }
-  out.push(bytes.subarray(at))
-  return out
+  return sliceAt(bytes, [...new Set(cuts.map((c) => c % bytes.length))].filter((p) => p > 0).sort((a, b) => a - b))
 }
 
 const header = (length: number, serviceId: number, commandId: number, seq: number) => {

@@ -49,7 +49,7 @@ const faultyStore =
         : disk.openUpload(meta).pipe(
             Effect.map((writer) => ({
               received: writer.received,
-              write: (data: Uint8Array) =>
+              write: (data: Uint8Array | ReadonlyArray<Uint8Array>) =>
                 Effect.suspend(() => {
                   const left = faults.writesLeft.get(meta.taskId)
                   if (left !== undefined) {

@@ -9,8 +9,7 @@ import { createHash } from "node:crypto"
 import { connect as netConnect } from "node:net"
 import type { Socket } from "node:net"
 import { FileRole, ResultCode, TransferMode } from "../../src/protocol/commands.js"
-import type { Frame } from "../../src/protocol/frame.js"
-import { encodeFrame, frameBody, FrameDecoder } from "../../src/protocol/frame.js"
+import { encodeFrame, Frame, frameBody, FrameDecoder } from "../../src/protocol/frame.js"
 import { HEADER_BYTES, PDU_VERSION, writeHeader } from "../../src/protocol/header.js"
 import type { FileStateMsg, PduType, PullDataReq, PullDataRsp } from "../../src/protocol/messages.js"
 import { encodePdu, isPdu, Pdu } from "../../src/protocol/messages.js"
@@ -81,7 +80,7 @@ export const rawConnect = (address: { readonly host: string; readonly port: numb
       const out: Array<Frame> = []
       const error = decoder.push(chunk, out)
       // Copy: the chunk may be reused by nobody, but tests keep frames around.
-      for (const f of out) queue.push({ ...f, raw: Buffer.from(f.raw) })
+      for (const f of out) queue.push(new Frame([Buffer.from(f.raw)], f.length, f.serviceId, f.commandId, f.seq))
       if (error) {
         failure = new Error(`the server sent a bad frame: ${error.message}`)
         socket.destroy()

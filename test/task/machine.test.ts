@@ -13,6 +13,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Buffer } from "node:buffer"
 import * as fc from "fast-check"
 import { FileRole, FileState, TransferMode } from "../../src/protocol/commands.js"
+import type { Bytes } from "../../src/protocol/frame.js"
 import type { Command, ConnId, Limits, PendingPull, TaskEvent, TaskState } from "../../src/task/machine.js"
 import { initialState, isTerminal, startCommands, step } from "../../src/task/machine.js"
 import type { TaskSpec } from "../../src/task/spec.js"
@@ -39,12 +40,15 @@ const makeSpec = (fileSize: number, mode: TransferMode = TransferMode.Online): T
 
 let rawCounter = 0
 /** A distinct small buffer per event: the machine only passes it through, so identity shows it was forwarded as is. */
-const freshRaw = (): Buffer => {
+const freshRaw = (): Bytes => {
   rawCounter = (rawCounter + 1) % 65536
   const b = Buffer.alloc(16)
   b.writeUInt16BE(rawCounter, 0)
-  return b
+  return [b]
 }
+
+/** The block fields of a PULL_DATA_RSP event carrying `length` bytes. */
+const block = (length: number) => ({ data: length > 0 ? [Buffer.alloc(length)] : [], dataLength: length })
 
 // ---------------------------------------------------------------------------
 // Abstract actions and their generator
@@ -325,7 +329,7 @@ const runScenario = (sc: Scenario): { readonly entries: ReadonlyArray<Entry>; re
             taskId: a.rightTask ? spec.taskId : OTHER_TASK_ID,
             userId: a.rightUser ? FROM : a.seq % 2 === 0 ? TO : STRANGER,
             offset,
-            fileData: new Uint8Array(length)
+            ...block(length)
           }
         }
       }
@@ -393,7 +397,7 @@ const describeEvent = (e: TaskEvent) =>
   JSON.stringify({
     ...e,
     ...("raw" in e ? { raw: "<raw>" } : {}),
-    ...(e._tag === "PullRsp" ? { msg: { ...e.msg, fileData: `<${e.msg.fileData.length} bytes>` } } : {})
+    ...(e._tag === "PullRsp" ? { msg: { ...e.msg, data: `<${e.msg.dataLength} bytes>` } } : {})
   })
 
 /** Runs `check` on every entry, naming the offending step when it throws. */
@@ -558,11 +562,11 @@ describe("task machine properties", () => {
             msg.taskId === spec.taskId &&
             msg.userId === spec.fromUserId &&
             pull !== undefined &&
-            (msg.resultCode !== 0 || msg.fileData.length === pull.size)
+            (msg.resultCode !== 0 || msg.dataLength === pull.size)
           if (acceptable) {
-            expect(cs).toEqual([{ _tag: "Forward", to: receiver, raw: e.raw, seq: pull.seq, dataBytes: msg.fileData.length }])
+            expect(cs).toEqual([{ _tag: "Forward", to: receiver, raw: e.raw, seq: pull.seq, dataBytes: msg.dataLength }])
             if (msg.resultCode === 0) expect(toReceiver[0]!.dataBytes).toBe(pull.size)
-            expect(after.bytesRelayed).toBe(s.bytesRelayed + msg.fileData.length)
+            expect(after.bytesRelayed).toBe(s.bytesRelayed + msg.dataLength)
             pending.splice(index, 1)
           } else {
             expect(cs).toContainEqual({ _tag: "Close", conn: e.conn, reason: expect.any(String) })
@@ -599,7 +603,7 @@ describe("task machine properties", () => {
             conn: state.sender!,
             seq: 4242,
             raw: freshRaw(),
-            msg: { resultCode: 0, taskId: spec.taskId, userId: FROM, offset: pull.offset, fileData: new Uint8Array(pull.size) }
+            msg: { resultCode: 0, taskId: spec.taskId, userId: FROM, offset: pull.offset, ...block(pull.size) }
           }
           const [after, commands] = step(state, event, limits)
           expect(commands).toEqual([{ _tag: "Forward", to: state.receiver, raw: event.raw, seq: pull.seq, dataBytes: pull.size }])
@@ -811,7 +815,7 @@ const pullRsp = (offset: number, length: number, seq: number): Extract<TaskEvent
   conn: SENDER,
   seq,
   raw: freshRaw(),
-  msg: { resultCode: 0, taskId: TASK_ID, userId: FROM, offset, fileData: new Uint8Array(length) }
+  msg: { resultCode: 0, taskId: TASK_ID, userId: FROM, offset, ...block(length) }
 })
 const fileState = (conn: ConnId, userId: number, state: FileState, seq: number): Extract<TaskEvent, { _tag: "State" }> => ({
   _tag: "State",
@@ -840,7 +844,7 @@ describe("task machine examples", () => {
     const [ready] = run(initialState(makeSpec(25)), loginSender, loginReceiver)
     const [s1, c1] = run(ready, pullReq(0, 10, 100))
     expect(s1.phase).toBe("Transferring")
-    expect(c1).toEqual([{ _tag: "Forward", to: SENDER, raw: expect.any(Buffer), seq: 100, dataBytes: 0 }])
+    expect(c1).toEqual([{ _tag: "Forward", to: SENDER, raw: [expect.any(Buffer)], seq: 100, dataBytes: 0 }])
     const rsp = pullRsp(0, 10, 9)
     const [s2, c2] = run(s1, rsp)
     expect(c2).toEqual([{ _tag: "Forward", to: RECEIVER, raw: rsp.raw, seq: 100, dataBytes: 10 }])

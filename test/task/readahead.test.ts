@@ -10,7 +10,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Either } from "effect"
 import * as fc from "fast-check"
 import { FileRole, TransferMode } from "../../src/protocol/commands.js"
-import { frameBody } from "../../src/protocol/frame.js"
+import type { Bytes } from "../../src/protocol/frame.js"
+import { contiguous, Frame, frameBody, FrameDecoder } from "../../src/protocol/frame.js"
+import { decodeDataBlock } from "../../src/protocol/dataBlock.js"
 import { encodePdu, Pdu } from "../../src/protocol/messages.js"
 import type { Command, TaskEvent, TaskState } from "../../src/task/machine.js"
 import { initialState, step } from "../../src/task/machine.js"
@@ -36,8 +38,13 @@ const actionArb: fc.Arbitrary<Action> = fc.oneof(
   { arbitrary: fc.record({ _tag: fc.constant("Answer" as const), count: fc.integer({ min: 1, max: 6 }) }), weight: 5 }
 )
 
-const decodePull = (raw: Buffer) => Either.getOrThrow(Pdu.PullDataReq.decodeBody(frameBody({ raw, serviceId: 5, commandId: 0x504, seq: 0 })))
-const decodeBlock = (raw: Buffer) => Either.getOrThrow(Pdu.PullDataRsp.decodeBody(frameBody({ raw, serviceId: 5, commandId: 0x505, seq: 0 })))
+const decodePull = (raw: Bytes) => Either.getOrThrow(Pdu.PullDataReq.decodeBody(frameBody({ raw: contiguous(raw) })))
+const frameOf = (raw: Buffer): Frame => {
+  const out: Array<Frame> = []
+  new FrameDecoder().push(raw, out)
+  return out[0]!
+}
+const decodeBlock = (raw: Bytes) => Either.getOrThrow(decodeDataBlock(frameOf(contiguous(raw))))
 
 describe("online read-ahead (machine)", () => {
   it.prop(
@@ -94,7 +101,7 @@ describe("online read-ahead (machine)", () => {
               senderQueue.push({ offset: msg.offset, size: msg.dataSize, seq: c.seq })
             } else {
               const msg = decodeBlock(c.raw)
-              answered(c.to, c.seq, msg.offset, msg.fileData)
+              answered(c.to, c.seq, msg.offset, contiguous(msg.data))
             }
             return
           case "SendPull":
@@ -122,7 +129,7 @@ describe("online read-ahead (machine)", () => {
             offset: req.offset,
             fileData: content(req.offset, req.size)
           })
-          apply({ _tag: "PullRsp", conn: SENDER, seq: 900 + i, msg: decodeBlock(raw), raw })
+          apply({ _tag: "PullRsp", conn: SENDER, seq: 900 + i, msg: decodeBlock([raw]), raw: [raw] })
         }
       }
 
@@ -142,7 +149,7 @@ describe("online read-ahead (machine)", () => {
         seq++
         waiting.set(seq, { offset: nextOffset, size: block })
         const msg = { taskId: TASK_ID, userId: TO, transMode: TransferMode.Online, offset: nextOffset, dataSize: block }
-        apply({ _tag: "PullReq", conn: RECEIVER, seq, msg, raw: encodePdu(Pdu.PullDataReq, seq, msg) })
+        apply({ _tag: "PullReq", conn: RECEIVER, seq, msg, raw: [encodePdu(Pdu.PullDataReq, seq, msg)] })
         nextOffset += block
       }
       senderAnswers(Number.MAX_SAFE_INTEGER)
