@@ -6,7 +6,7 @@ import { writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import * as Client from "../../src/client/index.js"
 import { FileRole, TransferMode } from "../../src/protocol/commands.js"
-import { repoRoot, startDaemon } from "../support/daemon.js"
+import { childEnv, repoRoot, startDaemon } from "../support/daemon.js"
 import { eventually, tempDir } from "../support/server.js"
 
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex")
@@ -57,7 +57,7 @@ describe("daemon process (npm start)", () => {
   )
 
   it("lists its flags on --help and exits 0", () => {
-    const r = spawnSync("npm", ["start", "--silent", "--", "--help"], { cwd: repoRoot, encoding: "utf8" })
+    const r = spawnSync("npm", ["start", "--silent", "--", "--help"], { cwd: repoRoot, env: childEnv(), encoding: "utf8" })
     expect(r.status).toBe(0)
     for (const flag of ["--client-host", "--client-port", "--msg-host", "--msg-port", "--advertise", "--data-dir", "--task-timeout", "--max-frame-bytes", "--log-level"]) {
       expect(r.stdout).toContain(flag)
@@ -65,7 +65,7 @@ describe("daemon process (npm start)", () => {
   })
 
   it("exits 2 naming the flag when a value is wrong", () => {
-    const r = spawnSync("npm", ["start", "--silent", "--", "--client-port", "70000"], { cwd: repoRoot, encoding: "utf8" })
+    const r = spawnSync("npm", ["start", "--silent", "--", "--client-port", "70000"], { cwd: repoRoot, env: childEnv(), encoding: "utf8" })
     expect(r.status).toBe(2)
     expect(r.stderr).toContain("--client-port")
   })
@@ -73,6 +73,7 @@ describe("daemon process (npm start)", () => {
   it("exits 1 when it cannot listen", () => {
     const r = spawnSync("npm", ["start", "--silent", "--", "--client-host", "192.0.2.1", "--client-port", "0", "--msg-port", "0"], {
       cwd: repoRoot,
+      env: childEnv(),
       encoding: "utf8"
     })
     expect(r.status).toBe(1)

@@ -4,7 +4,7 @@ import { spawn, spawnSync } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import { join } from "node:path"
 import type { Daemon } from "./daemon.js"
-import { repoRoot, startDaemon } from "./daemon.js"
+import { childEnv, repoRoot, startDaemon } from "./daemon.js"
 import { tempDir } from "./server.js"
 
 /** The built CLI (`npm test` builds first), run as its own process: what a user runs. */
@@ -31,11 +31,14 @@ const collect = (child: ChildProcess): Effect.Effect<CliResult> => {
   return Effect.promise(() => done)
 }
 
-/** Starts `node dist/src/cli/main.js ...args`; it is killed when the scope closes if it still runs. */
-export const spawnCli = (args: ReadonlyArray<string>): Effect.Effect<CliProcess, never, Scope.Scope> =>
+/**
+ * Starts `node dist/src/cli/main.js ...args` with `env` added to the environment (TTFS_* variables are only those
+ * of `env`); it is killed when the scope closes if it still runs.
+ */
+export const spawnCli = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}): Effect.Effect<CliProcess, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child = spawn(process.execPath, [cliPath, ...args], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] })
+      const child = spawn(process.execPath, [cliPath, ...args], { cwd: repoRoot, env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] })
       return { process: child, result: collect(child) }
     }),
     ({ process: child }) =>
@@ -45,8 +48,8 @@ export const spawnCli = (args: ReadonlyArray<string>): Effect.Effect<CliProcess,
   )
 
 /** Runs the CLI to completion: stdout and stderr are pipes (not a terminal). */
-export const runCli = (args: ReadonlyArray<string>): Effect.Effect<CliResult> =>
-  Effect.scoped(Effect.flatMap(spawnCli(args), (p) => p.result))
+export const runCli = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}): Effect.Effect<CliResult> =>
+  Effect.scoped(Effect.flatMap(spawnCli(args, env), (p) => p.result))
 
 /** util-linux `script` runs a command on a pseudo-terminal; without it the terminal test is skipped. */
 export const hasScript = spawnSync("sh", ["-c", "command -v script"]).status === 0

@@ -7,6 +7,15 @@ import { fileURLToPath } from "node:url"
 
 export const repoRoot = fileURLToPath(new URL("../..", import.meta.url))
 
+/**
+ * The environment for a daemon or CLI process: this one's without its TTFS_* variables (the daemon refuses
+ * unknown ones, and a test says which settings it means), plus `extra`.
+ */
+export const childEnv = (extra: Readonly<Record<string, string>> = {}): NodeJS.ProcessEnv => ({
+  ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("TTFS_"))),
+  ...extra
+})
+
 export interface Daemon {
   readonly process: ChildProcess
   readonly clientPort: number
@@ -29,6 +38,7 @@ export const startDaemon = (flags: ReadonlyArray<string>): Effect.Effect<Daemon,
     Effect.async<Daemon, Error>((resume) => {
       const child = spawn("npm", ["start", "--silent", "--", "--client-host", "127.0.0.1", "--client-port", "0", "--msg-port", "0", ...flags], {
         cwd: repoRoot,
+        env: childEnv(),
         stdio: ["ignore", "pipe", "pipe"],
         detached: true
       })
