@@ -1,4 +1,5 @@
 import { Context, Effect, Layer } from "effect"
+import { Metrics } from "../observability/metrics.js"
 import * as DiskStore from "../storage/diskStore.js"
 import type { OfflineStore } from "../storage/store.js"
 import * as Sweeper from "../storage/sweeper.js"
@@ -57,7 +58,8 @@ export const serverWith = <E, R>(store: Layer.Layer<OfflineStore, E, R>) =>
   Layer.merge(portsLive, Sweeper.layer).pipe(
     Layer.provideMerge(TaskRegistryLive.layer),
     Layer.provideMerge(store),
-    Layer.provideMerge(Lifecycle.layer)
+    Layer.provideMerge(Lifecycle.layer),
+    Layer.provideMerge(Metrics.layer)
   )
 
 /** The whole server, given a ServerConfig: offline files on local disk. */

@@ -4,6 +4,7 @@ import { FileState, ResultCode } from "../protocol/commands.js"
 import { encodePullDataRspHead } from "../protocol/dataBlock.js"
 import { patchSeq } from "../protocol/header.js"
 import { encodePdu, Pdu } from "../protocol/messages.js"
+import { Metrics } from "../observability/metrics.js"
 import type { StoredReader, UploadWriter } from "../storage/store.js"
 import { OfflineStore } from "../storage/store.js"
 import type { Command, ConnId, Outcome, TaskEvent } from "./machine.js"
@@ -54,11 +55,12 @@ export const runTask = <S>(options: {
   readonly maxWriteQueueBytes: number
   /** Called with the state after every batch (for live views of the task). */
   readonly onState: (state: S) => void
-}): Effect.Effect<TaskSummary, never, OfflineStore> =>
+}): Effect.Effect<TaskSummary, never, OfflineStore | Metrics> =>
   Effect.scoped(
     Effect.gen(function* () {
       const { spec, machine, mailbox } = options
       const store = yield* OfflineStore
+      const metrics = yield* Metrics
       const taskScope = yield* Effect.scope
       const conns = new Map<ConnId, Connection>()
       const logins = new Map<ConnId, Extract<Mail, { _tag: "Login" }>>()
@@ -123,6 +125,7 @@ export const runTask = <S>(options: {
           case "Forward":
             patchSeq(command.raw, command.seq)
             write(command.to, command.raw)
+            metrics.relayedBytes.inc(command.dataBytes)
             return
           case "SendPull":
             write(command.to, encodePdu(Pdu.PullDataReq, command.seq, command.msg))
@@ -186,7 +189,11 @@ export const runTask = <S>(options: {
           case "StoreBlock":
             return Effect.suspend(() =>
               upload?.writer
-                ? upload.writer.write(command.data).pipe(Effect.as(undefined), Effect.catchAll((e) => Effect.succeed(storeFailure(e))))
+                ? upload.writer.write(command.data).pipe(
+                    Effect.tap(() => metrics.storedBytes.inc(command.data.length)),
+                    Effect.as(undefined),
+                    Effect.catchAll((e) => Effect.succeed(storeFailure(e)))
+                  )
                 : Effect.succeed(storeFailure({ message: "no upload is open" }))
             )
           case "FinishUpload":
@@ -194,6 +201,7 @@ export const runTask = <S>(options: {
               upload?.writer
                 ? upload.writer.finish.pipe(
                     Effect.tap((sha256) => Effect.logInfo("upload stored").pipe(Effect.annotateLogs({ bytes: spec.fileSize, sha256 }))),
+                    Effect.tap(() => metrics.transfersCompleted.upload.inc()),
                     Effect.as<TaskEvent>({ _tag: "UploadStored" }),
                     Effect.catchAll((e) => Effect.succeed(storeFailure(e)))
                   )
@@ -208,10 +216,12 @@ export const runTask = <S>(options: {
               if (command.size > 0) {
                 reader ??= yield* store.openRead(spec.taskId).pipe(Scope.extend(taskScope))
                 sendBlock(command.to, command.seq, 0, command.offset, yield* reader.read(command.offset, command.size))
+                metrics.servedBytes.inc(command.size)
               } else {
                 sendBlock(command.to, command.seq, 0, command.offset, EMPTY)
               }
               if (command.last) write(command.to, encodePdu(Pdu.State, 0, { state: FileState.Done, taskId: spec.taskId, userId: spec.fromUserId }))
+              if (command.last) metrics.transfersCompleted.download.inc()
               return undefined
             }).pipe(Effect.catchAll((e) => Effect.succeed<TaskEvent>({ _tag: "ServeFailed", conn: command.to, seq: command.seq, offset: command.offset, reason: e.message })))
           case "RemoveStored":
