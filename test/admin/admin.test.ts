@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { randomBytes, randomUUID } from "node:crypto"
-import { rename, rm, writeFile } from "node:fs/promises"
+import { readdir, rename, rm, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import * as Client from "../../src/client/index.js"
 import { FileRole, TransferMode } from "../../src/protocol/commands.js"
@@ -258,6 +258,8 @@ describe("admin port: health and readiness", () => {
       const ready = yield* get(server, "/readyz")
       expect(ready.status).toBe(200)
       expect(ready.body.trim()).toBe("ready")
+      // The probe file is gone once answered.
+      expect((yield* Effect.promise(() => readdir(join(server.dataDir, "offline_file")))).filter((n) => n.startsWith("."))).toEqual([])
       yield* server.lifecycle.startDrain
       const draining = yield* get(server, "/readyz")
       expect(draining.status).toBe(503)
