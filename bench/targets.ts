@@ -79,6 +79,8 @@ export const startDaemon = (options: DaemonOptions = {}): Effect.Effect<DaemonTa
         "--msg-port", "0",
         "--data-dir", dataDir,
         "--log-level", "info",
+        // Daemons of a run may overlap, and one may already hold the default admin port.
+        "--admin-port", "0",
         ...(options.serveArgs ?? [])
       ],
       ports: ["client", "msg"]

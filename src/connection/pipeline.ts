@@ -1,6 +1,6 @@
 import { Effect, Stream } from "effect"
 import type { Chunk } from "effect"
-import type { Frame } from "../protocol/frame.js"
+import type { Frame, FrameError } from "../protocol/frame.js"
 import type { Connection } from "./connection.js"
 import { decodeFrames } from "./frameStream.js"
 import { socketChunks } from "./socketSource.js"
@@ -13,11 +13,14 @@ import { socketChunks } from "./socketSource.js"
 export const runPipeline = (
   conn: Connection,
   maxFrameBytes: number,
-  handle: (frames: Chunk.Chunk<Frame>) => Effect.Effect<void>
+  handle: (frames: Chunk.Chunk<Frame>) => Effect.Effect<void>,
+  /** Told of a framing error (a length out of bounds), for the metrics. */
+  onFrameError: (error: FrameError) => void
 ): Effect.Effect<void> =>
   socketChunks(conn.socket).pipe(
     decodeFrames(maxFrameBytes),
     Stream.runForEachChunk(handle),
+    Effect.tapError((error) => Effect.sync(() => error._tag === "FrameError" && onFrameError(error))),
     Effect.catchAll((error) =>
       Effect.logWarning("connection error").pipe(
         Effect.annotateLogs({ error: error.message }),

@@ -1,4 +1,5 @@
 import { Context, Effect, Layer } from "effect"
+import { Metrics } from "../observability/metrics.js"
 import * as DiskStore from "../storage/diskStore.js"
 import type { OfflineStore } from "../storage/store.js"
 import * as Sweeper from "../storage/sweeper.js"
@@ -52,12 +53,27 @@ const portsLive = Layer.scoped(
   })
 )
 
+/**
+ * The admin HTTP port, unless --admin-port is 0. Its module is loaded only then: the HTTP
+ * stack costs start-up time that the CLI's one-shot commands (which import this file) need not pay.
+ */
+const adminLive = Layer.scopedDiscard(
+  Effect.gen(function* () {
+    const { adminHost, adminPort } = yield* ServerConfig
+    if (adminPort === 0) return
+    const admin = yield* Effect.promise(() => import("../admin/server.js"))
+    yield* Layer.build(admin.layer(adminHost, adminPort))
+  })
+)
+
 /** The whole server on a given offline store (a test double, S3 later), given a ServerConfig. */
 export const serverWith = <E, R>(store: Layer.Layer<OfflineStore, E, R>) =>
-  Layer.merge(portsLive, Sweeper.layer).pipe(
+  adminLive.pipe(
+    Layer.provideMerge(Layer.merge(portsLive, Sweeper.layer)),
     Layer.provideMerge(TaskRegistryLive.layer),
     Layer.provideMerge(store),
-    Layer.provideMerge(Lifecycle.layer)
+    Layer.provideMerge(Lifecycle.layer),
+    Layer.provideMerge(Metrics.layer)
   )
 
 /** The whole server, given a ServerConfig: offline files on local disk. */

@@ -4,6 +4,8 @@ import { makeConnection } from "../connection/connection.js"
 import { runPipeline } from "../connection/pipeline.js"
 import { makeUnknownPduLog } from "../connection/unknownPdu.js"
 import { watchIdle } from "../connection/watchdog.js"
+import type { Counter } from "../observability/metrics.js"
+import { countFrameError, Metrics } from "../observability/metrics.js"
 import { FileCmd, OtherCmd, ResultCode, ServiceId } from "../protocol/commands.js"
 import { decodeDataBlock, encodePullDataRspHead } from "../protocol/dataBlock.js"
 import type { Frame } from "../protocol/frame.js"
@@ -31,10 +33,11 @@ const roleName = (role: number) =>
  * transfer PDUs are decoded, checked for shape and posted in one batch to the
  * task actor, which applies the protocol rules.
  */
-export const handleClientConnection = (socket: Socket): Effect.Effect<void, never, TaskRegistry | ServerConfig> =>
+export const handleClientConnection = (socket: Socket): Effect.Effect<void, never, TaskRegistry | ServerConfig | Metrics> =>
   Effect.gen(function* () {
     const config = yield* ServerConfig
     const registry = yield* TaskRegistry
+    const rejected = (yield* Metrics).framesRejected.client
     const conn = yield* makeConnection(socket)
     yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
     const startedAt = Date.now()
@@ -42,7 +45,7 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
     /** The task this connection posted a login to: it must hear when the connection goes. */
     let joined: TaskHandle | undefined
     let session: { readonly task: TaskHandle; readonly userId: number; readonly role: number } | undefined
-    const logUnknown = makeUnknownPduLog()
+    const logUnknown = makeUnknownPduLog(rejected["unknown-pdu"])
 
     yield* watchIdle(activity, config.clientIdleTimeoutMs, () => conn.close("idle timeout"))
     yield* Effect.forkScoped(
@@ -51,21 +54,26 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
       )
     )
 
-    const refuseLogin = (seq: number, taskId: string, reason: string) =>
+    /** `counter`: the rejected-frames count of a LOGIN_REQ refused before it reached a task. */
+    const refuseLogin = (seq: number, taskId: string, reason: string, counter?: Counter) =>
       Effect.sync(() => {
+        counter?.inc()
         conn.write(encodePdu(Pdu.LoginRes, seq, { resultCode: ResultCode.Failed, taskId }))
         conn.close(`login refused: ${reason}`)
       }).pipe(Effect.zipRight(Effect.logInfo("login refused").pipe(Effect.annotateLogs({ reason }))))
 
     const login = (frame: Frame): Effect.Effect<void> =>
       Effect.gen(function* () {
-        if (joined !== undefined) return conn.close("second LOGIN_REQ on one connection")
+        if (joined !== undefined) {
+          rejected["duplicate-login"].inc()
+          return conn.close("second LOGIN_REQ on one connection")
+        }
         const decoded = Pdu.LoginReq.decodeBody(frameBody(frame))
-        if (Either.isLeft(decoded)) return yield* refuseLogin(frame.seq, peekStringField(frameBody(frame), 2), decoded.left.message)
+        if (Either.isLeft(decoded)) return yield* refuseLogin(frame.seq, peekStringField(frameBody(frame), 2), decoded.left.message, rejected.malformed)
         const req = decoded.right
-        if (!isCanonicalTaskId(req.taskId)) return yield* refuseLogin(frame.seq, req.taskId, "malformed task id")
+        if (!isCanonicalTaskId(req.taskId)) return yield* refuseLogin(frame.seq, req.taskId, "malformed task id", rejected.malformed)
         const task = yield* registry.find(req.taskId)
-        if (task === undefined) return yield* refuseLogin(frame.seq, req.taskId, "unknown task")
+        if (task === undefined) return yield* refuseLogin(frame.seq, req.taskId, "unknown task", rejected["unknown-task"])
         const reply = yield* Deferred.make<LoginResult>()
         const posted = yield* task.post({
           _tag: "Login",
@@ -135,6 +143,7 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
             ) {
               const m = transferMail(frame)
               if (typeof m === "string") {
+                rejected[session === undefined ? "before-login" : "malformed"].inc()
                 yield* Effect.logWarning("protocol error").pipe(Effect.annotateLogs({ reason: m }))
                 // A pull has an error reply in the protocol: PULL_DATA_RSP with a non-zero result.
                 if (frame.commandId === FileCmd.PullDataReq) conn.write(pullRefusal(frame))
@@ -150,7 +159,7 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
         if (mail.length > 0 && session !== undefined && !(yield* session.task.postAll(mail))) conn.close("task has ended")
       })
 
-    yield* runPipeline(conn, config.maxFrameBytes, handleFrames)
+    yield* runPipeline(conn, config.maxFrameBytes, handleFrames, countFrameError(rejected))
     if (joined !== undefined) yield* joined.post({ _tag: "Left", conn: conn.id })
     yield* Effect.logInfo("client disconnected").pipe(
       Effect.annotateLogs({

@@ -4,6 +4,7 @@ import { makeConnection } from "../connection/connection.js"
 import { runPipeline } from "../connection/pipeline.js"
 import { makeUnknownPduLog } from "../connection/unknownPdu.js"
 import { watchIdle } from "../connection/watchdog.js"
+import { countFrameError, Metrics } from "../observability/metrics.js"
 import { OtherCmd, ResultCode, ServiceId } from "../protocol/commands.js"
 import type { Frame } from "../protocol/frame.js"
 import { frameBody } from "../protocol/frame.js"
@@ -22,14 +23,15 @@ const EMPTY = new Uint8Array(0)
  */
 export const handleMsgConnection =
   (advertised: ReadonlyArray<IpAddr>) =>
-  (socket: Socket): Effect.Effect<void, never, TaskRegistry | ServerConfig> =>
+  (socket: Socket): Effect.Effect<void, never, TaskRegistry | ServerConfig | Metrics> =>
     Effect.gen(function* () {
       const config = yield* ServerConfig
       const registry = yield* TaskRegistry
+      const rejected = (yield* Metrics).framesRejected.msg
       const conn = yield* makeConnection(socket)
       yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
       const activity = { last: Date.now() }
-      const logUnknown = makeUnknownPduLog()
+      const logUnknown = makeUnknownPduLog(rejected["unknown-pdu"])
       yield* watchIdle(activity, config.msgIdleTimeoutMs, () => conn.close("idle timeout"))
       yield* Effect.logInfo("msg_server connected")
 
@@ -51,7 +53,10 @@ export const handleMsgConnection =
                 })
               )
             ).pipe(Effect.zipRight(Effect.logWarning("task creation refused").pipe(Effect.annotateLogs({ reason }))))
-          if (Either.isLeft(decoded)) return yield* fail({}, decoded.left.message)
+          if (Either.isLeft(decoded)) {
+            rejected.malformed.inc()
+            return yield* fail({}, decoded.left.message)
+          }
           const req = decoded.right
           const created = yield* registry
             .create({ fromUserId: req.fromUserId, toUserId: req.toUserId, fileName: req.fileName, fileSize: req.fileSize, mode: req.transMode })
@@ -95,7 +100,7 @@ export const handleMsgConnection =
           }
         })
 
-      yield* runPipeline(conn, config.maxFrameBytes, handleFrames)
+      yield* runPipeline(conn, config.maxFrameBytes, handleFrames, countFrameError(rejected))
       yield* Effect.logInfo("msg_server disconnected").pipe(
         Effect.annotateLogs({
           reason: conn.closeReason() ?? "peer closed",

@@ -13,6 +13,7 @@ import type { StoredEntry, StoredMeta, StoredTask, UploadWriter } from "./store.
 import { OfflineStore, StoreError } from "./store.js"
 
 const HASH_CHUNK = 1024 * 1024
+const PROBE_BYTES = Buffer.from("ok\n")
 
 const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
@@ -320,7 +321,22 @@ export const make = Effect.gen(function* () {
     index.set(entry.taskId, { fromUserId: entry.meta?.fromUserId ?? 0, fileSize: entry.meta?.fileSize ?? entry.bytes })
   }
 
-  return OfflineStore.of({ openUpload, load, openRead, remove, list, usage: () => index })
+  let probes = 0
+  /** Creates, writes and removes a small file where uploads go; its name starts with a dot, which no listing takes for a task. */
+  const checkWritable = Effect.suspend(() => {
+    const probe = join(root, `.writable-${process.pid}-${++probes}`)
+    return io(`write in ${root}`, async () => {
+      const h = await open(probe, "wx")
+      try {
+        await h.write(PROBE_BYTES)
+      } finally {
+        await h.close()
+        await rm(probe, { force: true })
+      }
+    })
+  })
+
+  return OfflineStore.of({ openUpload, load, openRead, remove, list, usage: () => index, checkWritable })
 })
 
 export const layer = Layer.effect(OfflineStore, make)

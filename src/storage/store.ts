@@ -74,5 +74,7 @@ export class OfflineStore extends Context.Tag("tt-file-server/OfflineStore")<
     readonly list: Effect.Effect<ReadonlyArray<StoredEntry>, StoreError>
     /** The file sizes of every task with something stored (complete or partial), by task id, for quotas. */
     readonly usage: () => ReadonlyMap<string, { readonly fromUserId: number; readonly fileSize: number }>
+    /** Succeeds when a new upload could be written now (for the readiness check): cheap, leaves nothing behind. */
+    readonly checkWritable: Effect.Effect<void, StoreError>
   }
 >() {}

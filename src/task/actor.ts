@@ -2,8 +2,10 @@ import { Clock, Deferred, Effect, ExecutionStrategy, Exit, Queue, Scope } from "
 import type { Connection } from "../connection/connection.js"
 import { FileState, ResultCode } from "../protocol/commands.js"
 import { encodePullDataRspHead } from "../protocol/dataBlock.js"
+import { bytesLength } from "../protocol/frame.js"
 import { patchSeq } from "../protocol/header.js"
 import { encodePdu, Pdu } from "../protocol/messages.js"
+import { Metrics } from "../observability/metrics.js"
 import type { StoredReader, UploadWriter } from "../storage/store.js"
 import { OfflineStore } from "../storage/store.js"
 import type { Command, ConnId, Outcome, TaskEvent } from "./machine.js"
@@ -54,11 +56,12 @@ export const runTask = <S>(options: {
   readonly maxWriteQueueBytes: number
   /** Called with the state after every batch (for live views of the task). */
   readonly onState: (state: S) => void
-}): Effect.Effect<TaskSummary, never, OfflineStore> =>
+}): Effect.Effect<TaskSummary, never, OfflineStore | Metrics> =>
   Effect.scoped(
     Effect.gen(function* () {
       const { spec, machine, mailbox } = options
       const store = yield* OfflineStore
+      const metrics = yield* Metrics
       const taskScope = yield* Effect.scope
       const conns = new Map<ConnId, Connection>()
       const logins = new Map<ConnId, Extract<Mail, { _tag: "Login" }>>()
@@ -124,6 +127,7 @@ export const runTask = <S>(options: {
             // The first piece holds the header: only its seq changes.
             patchSeq(command.raw[0]!, command.seq)
             for (const piece of command.raw) write(command.to, piece)
+            metrics.relayedBytes.inc(command.dataBytes)
             return
           case "SendPull":
             write(command.to, encodePdu(Pdu.PullDataReq, command.seq, command.msg))
@@ -187,7 +191,11 @@ export const runTask = <S>(options: {
           case "StoreBlock":
             return Effect.suspend(() =>
               upload?.writer
-                ? upload.writer.write(command.data).pipe(Effect.as(undefined), Effect.catchAll((e) => Effect.succeed(storeFailure(e))))
+                ? upload.writer.write(command.data).pipe(
+                    Effect.tap(() => metrics.storedBytes.inc(bytesLength(command.data))),
+                    Effect.as(undefined),
+                    Effect.catchAll((e) => Effect.succeed(storeFailure(e)))
+                  )
                 : Effect.succeed(storeFailure({ message: "no upload is open" }))
             )
           case "FinishUpload":
@@ -195,6 +203,7 @@ export const runTask = <S>(options: {
               upload?.writer
                 ? upload.writer.finish.pipe(
                     Effect.tap((sha256) => Effect.logInfo("upload stored").pipe(Effect.annotateLogs({ bytes: spec.fileSize, sha256 }))),
+                    Effect.tap(() => metrics.transfersCompleted.upload.inc()),
                     Effect.as<TaskEvent>({ _tag: "UploadStored" }),
                     Effect.catchAll((e) => Effect.succeed(storeFailure(e)))
                   )
@@ -209,10 +218,12 @@ export const runTask = <S>(options: {
               if (command.size > 0) {
                 reader ??= yield* store.openRead(spec.taskId).pipe(Scope.extend(taskScope))
                 sendBlock(command.to, command.seq, 0, command.offset, yield* reader.read(command.offset, command.size))
+                metrics.servedBytes.inc(command.size)
               } else {
                 sendBlock(command.to, command.seq, 0, command.offset, EMPTY)
               }
               if (command.last) write(command.to, encodePdu(Pdu.State, 0, { state: FileState.Done, taskId: spec.taskId, userId: spec.fromUserId }))
+              if (command.last) metrics.transfersCompleted.download.inc()
               return undefined
             }).pipe(Effect.catchAll((e) => Effect.succeed<TaskEvent>({ _tag: "ServeFailed", conn: command.to, seq: command.seq, offset: command.offset, reason: e.message })))
           case "RemoveStored":

@@ -2,6 +2,7 @@ import { Clock, Context, Data, Deferred, Effect, Exit, FiberMap, FiberRef, Fiber
 import { randomUUID } from "node:crypto"
 import { maxBlockBytes } from "../protocol/dataBlock.js"
 import { TransferMode } from "../protocol/commands.js"
+import { Metrics, recordTaskEnd } from "../observability/metrics.js"
 import { ServerConfig } from "../server/config.js"
 import type { Mail, TaskSummary } from "./actor.js"
 import { runTask } from "./actor.js"
@@ -61,6 +62,7 @@ const accepted = <A, E>(exit: Exit.Exit<A, E>) => Exit.isSuccess(exit)
 export const make = Effect.gen(function* () {
   const config = yield* ServerConfig
   const store = yield* OfflineStore
+  const metrics = yield* Metrics
   const actors = yield* FiberMap.make<string, TaskSummary | undefined>()
   const runFork = yield* FiberSet.makeRuntime<never, void, never>()
   const tasks = new Map<string, { handle: TaskHandle; snapshot: TaskSnapshot; cancelTimer: () => void }>()
@@ -76,8 +78,10 @@ export const make = Effect.gen(function* () {
     deleteAfterDownload: config.deleteAfterDownload
   })
 
-  const logEnd = (summary: TaskSummary) =>
+  /** `ran`: whether the task's actor ran (its duration is then measured). */
+  const taskEnded = (summary: TaskSummary, ran: boolean) =>
     Effect.logInfo("task ended").pipe(
+      Effect.tap(() => recordTaskEnd(metrics, summary.spec.mode, summary.outcome, ran ? summary.durationMs : undefined)),
       Effect.annotateLogs({
         task: shortTaskId(summary.spec.taskId),
         outcome: summary.outcome,
@@ -118,13 +122,18 @@ export const make = Effect.gen(function* () {
             entry.snapshot = snapshotOf(state)
           }
         }).pipe(
-          Effect.tap(logEnd),
+          Effect.tap((summary) => taskEnded(summary, true)),
           // A defect ends this task (its connections are closed by the actor's finalizer), never the server.
           Effect.catchAllDefect((defect) =>
-            Effect.logError("task failed").pipe(Effect.annotateLogs({ task: shortTaskId(spec.taskId), defect: String(defect) }), Effect.as(undefined))
+            Effect.logError("task failed").pipe(
+              Effect.annotateLogs({ task: shortTaskId(spec.taskId), defect: String(defect) }),
+              Effect.tap(() => recordTaskEnd(metrics, spec.mode, "defect", undefined)),
+              Effect.as(undefined)
+            )
           ),
           Effect.ensuring(Effect.sync(() => tasks.delete(spec.taskId))),
           Effect.provideService(OfflineStore, store),
+          Effect.provideService(Metrics, metrics),
           // The actor outlives the connection that created it: its logs must not carry that connection's annotations.
           Effect.locally(FiberRef.currentLogAnnotations, HashMap.empty())
         )
@@ -153,7 +162,7 @@ export const make = Effect.gen(function* () {
         if (mailbox !== undefined || tasks.get(spec.taskId) !== entry) return
         tasks.delete(spec.taskId)
         runFork(
-          logEnd({ spec, outcome: "expired", reason: "nobody connected before the task timeout", bytes: 0, durationMs: config.taskTimeoutMs })
+          taskEnded({ spec, outcome: "expired", reason: "nobody connected before the task timeout", bytes: 0, durationMs: config.taskTimeoutMs }, false)
         )
       }, config.taskTimeoutMs)
       tasks.set(spec.taskId, entry)

@@ -2,6 +2,7 @@ import { Effect } from "effect"
 import type { Scope } from "effect"
 import { spawn } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
+import { createServer } from "node:net"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 
@@ -20,6 +21,8 @@ export interface Daemon {
   readonly process: ChildProcess
   readonly clientPort: number
   readonly msgPort: number
+  /** The admin HTTP port; 0 when it is off (the default here). */
+  readonly adminPort: number
   /** The daemon's own pid (npm start runs it as a child of npm). */
   readonly pid: number
   /** Every stdout line so far, parsed as JSON where it is JSON. */
@@ -28,14 +31,40 @@ export interface Daemon {
   readonly exited: Promise<number | null>
 }
 
+/** A port free on 127.0.0.1 now (the kernel's pick, released at once). */
+const freePort = Effect.async<number, Error>((resume) => {
+  const server = createServer()
+  server.once("error", (e) => resume(Effect.fail(e)))
+  server.listen(0, "127.0.0.1", () => {
+    const address = server.address()
+    server.close(() => resume(typeof address === "object" && address ? Effect.succeed(address.port) : Effect.fail(new Error("no port"))))
+  })
+})
+
+/**
+ * The daemon's admin port: off (`--admin-port 0`) unless asked for, then a free port, so that
+ * daemons started at once by parallel test files never contend for the default 8602. A test
+ * passing its own `--admin-port` keeps it.
+ */
+const adminFlags = (flags: ReadonlyArray<string>, admin: boolean): Effect.Effect<ReadonlyArray<string>, Error> =>
+  flags.includes("--admin-port")
+    ? Effect.succeed([])
+    : admin
+      ? Effect.map(freePort, (port) => ["--admin-port", String(port)])
+      : Effect.succeed(["--admin-port", "0"])
+
 /**
  * Starts the daemon exactly as the README says (`npm start -- [flags]`) and
  * waits for its "listening" log lines; its process group gets SIGTERM (then
  * SIGKILL) when the scope closes, if it is still running.
  */
-export const startDaemon = (flags: ReadonlyArray<string>): Effect.Effect<Daemon, Error, Scope.Scope> =>
+export const startDaemon = (flags: ReadonlyArray<string>, options: { readonly admin?: boolean } = {}): Effect.Effect<Daemon, Error, Scope.Scope> =>
+  Effect.flatMap(adminFlags(flags, options.admin ?? false), (admin) => spawnDaemon([...admin, ...flags]))
+
+const spawnDaemon = (flags: ReadonlyArray<string>): Effect.Effect<Daemon, Error, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<Daemon, Error>((resume) => {
+      const adminOn = flags[flags.lastIndexOf("--admin-port") + 1] !== "0"
       const child = spawn("npm", ["start", "--silent", "--", "--client-host", "127.0.0.1", "--client-port", "0", "--msg-port", "0", ...flags], {
         cwd: repoRoot,
         env: childEnv(),
@@ -46,6 +75,7 @@ export const startDaemon = (flags: ReadonlyArray<string>): Effect.Effect<Daemon,
       const logs: Array<Record<string, unknown>> = []
       let clientPort = 0
       let msgPort = 0
+      let adminPort = 0
       let pid = 0
       let stderr = ""
       child.stderr!.on("data", (d) => (stderr += String(d)))
@@ -62,7 +92,8 @@ export const startDaemon = (flags: ReadonlyArray<string>): Effect.Effect<Daemon,
         if (entry.message === "listening" && a) {
           if (a.port === "client") clientPort = Number(a.bound)
           if (a.port === "msg") msgPort = Number(a.bound)
-          if (clientPort && msgPort) resume(Effect.succeed({ process: child, pid, clientPort, msgPort, logs, exited }))
+          if (a.port === "admin") adminPort = Number(a.bound)
+          if (clientPort && msgPort && (adminPort || !adminOn)) resume(Effect.succeed({ process: child, pid, clientPort, msgPort, adminPort, logs, exited }))
         }
       })
       void exited.then((code) => resume(Effect.fail(new Error(`daemon exited with ${code} before listening: ${stderr}`))))

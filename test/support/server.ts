@@ -3,9 +3,12 @@ import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Client from "../../src/client/index.js"
+import * as AdminServer from "../../src/admin/server.js"
 import { ListeningAddresses, ServerLive, serverWith } from "../../src/server/app.js"
 import type { ServerSettings } from "../../src/server/config.js"
 import { ServerConfig } from "../../src/server/config.js"
+import { Lifecycle } from "../../src/server/lifecycle.js"
+import type { BoundAddress } from "../../src/server/listener.js"
 import { TaskRegistry } from "../../src/task/registry.js"
 import * as DiskStore from "../../src/storage/diskStore.js"
 import { OfflineStore } from "../../src/storage/store.js"
@@ -17,6 +20,9 @@ export interface TestServer {
   readonly dataDir: string
   /** Connections the server has open now, per port. */
   readonly openConnections: () => { readonly client: number; readonly msg: number }
+  /** The admin HTTP port, when the server was started with `admin: true`. */
+  readonly admin: BoundAddress | undefined
+  readonly lifecycle: Context.Tag.Service<Lifecycle>
 }
 
 /** A temporary directory removed when the scope closes. */
@@ -67,6 +73,11 @@ export interface ServerOptions {
   readonly dataDir?: string
   /** Replaces the offline store: given the disk store built for this server, returns the one it uses. */
   readonly store?: (disk: OfflineStoreService) => OfflineStoreService
+  /**
+   * Serve the admin HTTP port on a free port. Off by default: `adminPort` 0 turns it off, so
+   * test servers never contend for the default port; this starts the same Layer on port 0.
+   */
+  readonly admin?: boolean
 }
 
 export interface TestServerWithStore extends TestServer {
@@ -91,6 +102,7 @@ export const startServerWith = (options: ServerOptions = {}): Effect.Effect<Test
       // The relay tests check TeamTalk's exact PDU exchange; read-ahead (the daemon's default)
       // adds server-originated pulls, and has tests of its own (test/server/readahead.test.ts).
       onlineReadahead: 0,
+      adminPort: 0,
       ...options.settings
     })
     const logs = process.env.TTFS_TEST_LOGS ? Logger.minimumLogLevel(LogLevel.Debug) : Logger.minimumLogLevel(LogLevel.None)
@@ -98,13 +110,21 @@ export const startServerWith = (options: ServerOptions = {}): Effect.Effect<Test
     const live = wrap === undefined ? ServerLive : serverWith(Layer.effect(OfflineStore, Effect.map(DiskStore.make, wrap)))
     const context = yield* Layer.build(live.pipe(Layer.provide(config), Layer.provide(logs)))
     const addresses = Context.get(context, ListeningAddresses)
+    const admin = options.admin
+      ? Context.get(
+          yield* Layer.build(AdminServer.layer("127.0.0.1", 0).pipe(Layer.provide(Layer.succeedContext(context)), Layer.provide(logs))),
+          AdminServer.AdminAddress
+        )
+      : undefined
     return {
       client: { host: "127.0.0.1", port: addresses.client[0]!.port },
       msg: addresses.msg,
       registry: Context.get(context, TaskRegistry),
       store: Context.get(context, OfflineStore),
       dataDir,
-      openConnections: addresses.openConnections
+      openConnections: addresses.openConnections,
+      admin,
+      lifecycle: Context.get(context, Lifecycle)
     }
   })
 

@@ -13,6 +13,7 @@ import type { Connection } from "../../src/connection/connection.js"
 import { FileCmd, FileRole, FileState, ResultCode, ServiceId, TransferMode } from "../../src/protocol/commands.js"
 import { readHeader } from "../../src/protocol/header.js"
 import { Pdu } from "../../src/protocol/messages.js"
+import { Metrics } from "../../src/observability/metrics.js"
 import { ServerConfig } from "../../src/server/config.js"
 import * as DiskStore from "../../src/storage/diskStore.js"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -32,6 +33,7 @@ const config = ServerConfig.layer({ taskTimeoutMs: TASK_TIMEOUT_MS, maxPullsInFl
 const TestLayer = registryLayer.pipe(
   Layer.provide(DiskStore.layer.pipe(Layer.provide(config))),
   Layer.provide(config),
+  Layer.provide(Metrics.layer),
   Layer.provideMerge(Logger.minimumLogLevel(LogLevel.None))
 )
 
