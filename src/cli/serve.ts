@@ -1,8 +1,9 @@
 import { Command, Options } from "@effect/cli"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { ServerLive } from "../server/app.js"
 import { defaultSettings, ServerConfig } from "../server/config.js"
 import { loggerLayer } from "../server/logging.js"
+import { runUntilStopped } from "../server/shutdown.js"
 import { settingsFromFlags, UsageError } from "./settings.js"
 
 const d = defaultSettings
@@ -142,7 +143,8 @@ export const settingsOf = (flags: Parameters<typeof settingsFromFlags>[0]) =>
 export const serveCommand = Command.make("serve", serveOptions, (flags) =>
   settingsOf(flags).pipe(
     Effect.flatMap((settings) =>
-      Layer.launch(ServerLive).pipe(
+      // Until the first SIGINT/SIGTERM (runMain interrupts), then a graceful drain; a second signal exits at once.
+      runUntilStopped(ServerLive).pipe(
         Effect.provide(ServerConfig.layer(settings)),
         Effect.provide(loggerLayer(settings.logLevel))
       )
