@@ -1,10 +1,11 @@
 import { Command, Options } from "@effect/cli"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Option } from "effect"
 import { ServerLive } from "../server/app.js"
 import { ServerConfig } from "../server/config.js"
 import { loggerLayer } from "../server/logging.js"
 import type { SettingOption } from "../server/settingsConfig.js"
 import { envName, fileKey, optionList } from "../server/settingsConfig.js"
+import { runUntilStopped } from "../server/shutdown.js"
 import type { GivenFlags } from "./settings.js"
 import { describeWarning, loadSettings } from "./settings.js"
 
@@ -44,7 +45,8 @@ export const serveCommand = Command.make("serve", serveOptions, (flags: GivenFla
   loadSettings(flags).pipe(
     Effect.flatMap(({ settings, warnings }) =>
       Effect.forEach(warnings, (w) => Effect.logWarning(describeWarning(w)).pipe(Effect.annotateLogs({ file: w.file, line: w.line, key: w.key }))).pipe(
-        Effect.zipRight(Layer.launch(ServerLive)),
+        // Until the first SIGINT/SIGTERM (runMain interrupts), then a graceful drain; a second signal exits at once.
+        Effect.zipRight(runUntilStopped(ServerLive)),
         Effect.provide(ServerConfig.layer(settings)),
         Effect.provide(loggerLayer(settings.logLevel))
       )

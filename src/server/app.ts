@@ -8,7 +8,7 @@ import { Admission, parseAllowList } from "./admission.js"
 import { advertisedAddresses } from "./advertise.js"
 import { handleClientConnection } from "./clientConnection.js"
 import { ServerConfig } from "./config.js"
-import type { BoundAddress } from "./listener.js"
+import type { Listener } from "./listener.js"
 import { listen } from "./listener.js"
 import { Lifecycle } from "./lifecycle.js"
 import { handleMsgConnection } from "./msgConnection.js"
@@ -18,8 +18,8 @@ import type { IpAddr } from "../protocol/messages.js"
 export class ListeningAddresses extends Context.Tag("tt-file-server/ListeningAddresses")<
   ListeningAddresses,
   {
-    readonly client: ReadonlyArray<BoundAddress>
-    readonly msg: BoundAddress
+    readonly client: ReadonlyArray<Listener>
+    readonly msg: Listener
     readonly advertised: ReadonlyArray<IpAddr>
     /** Connections open now, per port. */
     readonly openConnections: () => { readonly client: number; readonly msg: number }

@@ -21,10 +21,19 @@ export interface BoundAddress {
   readonly port: number
 }
 
+/** A listening port, with the handles a graceful shutdown needs. */
+export interface Listener extends BoundAddress {
+  /** Closes the listening socket (new connections are refused); open connections carry on. Idempotent. */
+  readonly stopAccepting: Effect.Effect<void>
+  /** Completes once every connection accepted here has ended. */
+  readonly connectionsEnded: Effect.Effect<void>
+}
+
 /**
  * Listens on host:port for the life of the scope and runs `handle` for each
  * accepted socket as a fiber of that scope: closing the scope stops accepting
  * and interrupts every connection fiber (whose own scopes destroy the sockets).
+ * A graceful shutdown stops accepting earlier, with `stopAccepting`.
  */
 export const listen = <R>(
   host: string,
@@ -32,9 +41,10 @@ export const listen = <R>(
   handle: (socket: Socket) => Effect.Effect<void, never, R>,
   /** Decides on each new socket: a release function to call when it ends, or why it is refused. */
   admit: (address: string) => { readonly release: () => void } | string = () => ({ release: () => {} })
-): Effect.Effect<BoundAddress, ListenError, R | Scope.Scope> =>
+): Effect.Effect<Listener, ListenError, R | Scope.Scope> =>
   Effect.gen(function* () {
-    const runFork = yield* FiberSet.makeRuntime<R, void, never>()
+    const connections = yield* FiberSet.make<void, never>()
+    const runFork = yield* FiberSet.runtime(connections)<R>()
     const server = createServer({ noDelay: true })
     server.on("connection", (socket) => {
       const address = peerAddress(socket.remoteAddress)
@@ -65,7 +75,10 @@ export const listen = <R>(
       })
     })
     server.on("error", (cause) => runFork(Effect.logError("listener error", cause)))
+    const stopAccepting = Effect.sync(() => {
+      if (server.listening) server.close()
+    })
     // Runs before the FiberSet's finalizer: stop accepting first, then the connections go.
-    yield* Effect.addFinalizer(() => Effect.sync(() => server.close()))
-    return bound
+    yield* Effect.addFinalizer(() => stopAccepting)
+    return { ...bound, stopAccepting, connectionsEnded: FiberSet.awaitEmpty(connections) }
   })

@@ -13,21 +13,24 @@ import { encodePdu, Pdu } from "../protocol/messages.js"
 import { TaskRegistry } from "../task/registry.js"
 import { shortTaskId } from "../task/spec.js"
 import { ServerConfig } from "./config.js"
+import { Lifecycle } from "./lifecycle.js"
 
 const EMPTY = new Uint8Array(0)
 
 /**
  * One msg_server link: IP list requests, task creation, heartbeats. A bad
  * request gets result_code 1 and the link stays open; only a framing error
- * (or 30 s of silence) closes it.
+ * (or 30 s of silence) closes it. While the server drains, every task
+ * creation gets result_code 1: nobody could connect to a new task.
  */
 export const handleMsgConnection =
   (advertised: ReadonlyArray<IpAddr>) =>
-  (socket: Socket): Effect.Effect<void, never, TaskRegistry | ServerConfig | Metrics> =>
+  (socket: Socket): Effect.Effect<void, never, TaskRegistry | ServerConfig | Metrics | Lifecycle> =>
     Effect.gen(function* () {
       const config = yield* ServerConfig
       const registry = yield* TaskRegistry
       const rejected = (yield* Metrics).framesRejected.msg
+      const lifecycle = yield* Lifecycle
       const conn = yield* makeConnection(socket)
       yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
       const activity = { last: Date.now() }
@@ -58,6 +61,7 @@ export const handleMsgConnection =
             return yield* fail({}, decoded.left.message)
           }
           const req = decoded.right
+          if (lifecycle.isDraining()) return yield* fail(req, "the server is shutting down")
           const created = yield* registry
             .create({ fromUserId: req.fromUserId, toUserId: req.toUserId, fileName: req.fileName, fileSize: req.fileSize, mode: req.transMode })
             .pipe(Effect.either)

@@ -85,7 +85,8 @@ export const initialOfflineState = (
   }
 }
 
-const parties = (s: OfflineState) => (s.uploader !== undefined ? 1 : 0) + (s.pendingLogin !== undefined ? 1 : 0) + s.downloaders.length
+/** The uploader (also while its login waits for the store) and the downloaders. */
+export const parties = (s: OfflineState) => (s.uploader !== undefined ? 1 : 0) + (s.pendingLogin !== undefined ? 1 : 0) + s.downloaders.length
 
 const end = (s: OfflineState, outcome: Outcome, reason: string, commands: Array<Command>): Step => {
   for (const conn of [s.uploader, s.pendingLogin?.conn, ...s.downloaders]) {

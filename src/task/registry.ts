@@ -1,4 +1,4 @@
-import { Clock, Context, Data, Deferred, Effect, Exit, FiberMap, FiberRef, FiberSet, HashMap, Layer, Option, Queue } from "effect"
+import { Clock, Context, Data, Deferred, Effect, Exit, FiberId, FiberMap, FiberRef, FiberSet, HashMap, Layer, Option, Queue } from "effect"
 import { randomUUID } from "node:crypto"
 import { maxBlockBytes } from "../protocol/dataBlock.js"
 import { TransferMode } from "../protocol/commands.js"
@@ -32,6 +32,8 @@ export interface TaskSnapshot {
   readonly fileSize: number
   /** Online: bytes relayed. Offline: bytes stored plus bytes served. */
   readonly bytes: number
+  /** Parties connected: while there are any, the task has a transfer in flight. */
+  readonly parties: number
   readonly createdAt: number
 }
 
@@ -54,6 +56,20 @@ export class TaskRegistry extends Context.Tag("tt-file-server/TaskRegistry")<
     readonly get: (taskId: string) => TaskHandle | undefined
     readonly size: () => number
     readonly snapshots: () => ReadonlyArray<TaskSnapshot>
+    /**
+     * Tasks with a transfer in flight: somebody is connected to them (an online party, an
+     * uploader, a downloader). Tasks nobody has joined, or everybody has left, do not count.
+     */
+    readonly busy: () => number
+    /** Completes once no task has a transfer in flight (at once if none has). */
+    readonly whenIdle: Effect.Effect<void>
+    /**
+     * Ends every task (a graceful shutdown's last step): each party still connected gets
+     * FILE_STATE CANCEL and its connection is closed once its writes are flushed; partial
+     * uploads stay for a resume, stored files stay. Completes when every task actor has
+     * ended; from then on no task starts (a login gets "task has ended").
+     */
+    readonly shutdownAll: Effect.Effect<void>
   }
 >() {}
 
@@ -63,12 +79,30 @@ export const make = Effect.gen(function* () {
   const config = yield* ServerConfig
   const store = yield* OfflineStore
   const metrics = yield* Metrics
-  const actors = yield* FiberMap.make<string, TaskSummary | undefined>()
+  const actors = yield* FiberMap.make<string, TaskSummary | undefined, never>()
   const runFork = yield* FiberSet.makeRuntime<never, void, never>()
-  const tasks = new Map<string, { handle: TaskHandle; snapshot: TaskSnapshot; cancelTimer: () => void }>()
+  const tasks = new Map<
+    string,
+    { handle: TaskHandle; snapshot: TaskSnapshot; busy: boolean; cancelTimer: () => void; shutdown: Effect.Effect<void> }
+  >()
   // Tasks never joined hold a timer, not a fiber: clear them when the registry goes.
   yield* Effect.addFinalizer(() => Effect.sync(() => tasks.forEach((t) => t.cancelTimer())))
   const loading = new Map<string, Deferred.Deferred<TaskHandle | undefined>>()
+  /** Set by shutdownAll: no actor starts any more. */
+  let closing = false
+  let busyCount = 0
+  /** Completed (and dropped) when busyCount falls to 0; made by the first waiter. */
+  let idle: Deferred.Deferred<void> | undefined
+
+  const setBusy = (entry: { busy: boolean }, busy: boolean) => {
+    if (entry.busy === busy) return
+    entry.busy = busy
+    busyCount += busy ? 1 : -1
+    if (busyCount === 0 && idle !== undefined) {
+      Deferred.unsafeDone(idle, Exit.void)
+      idle = undefined
+    }
+  }
 
   const maxBlock = (taskId: string) => maxBlockBytes(config.maxFrameBytes, Buffer.byteLength(taskId))
   const offlineLimits = (taskId: string) => ({
@@ -108,6 +142,7 @@ export const make = Effect.gen(function* () {
           toUserId: spec.toUserId,
           fileSize: spec.fileSize,
           bytes: view.bytes,
+          parties: view.parties,
           createdAt: spec.createdAt
         }
       }
@@ -120,6 +155,7 @@ export const make = Effect.gen(function* () {
           maxWriteQueueBytes: config.maxWriteQueueBytes,
           onState: (state) => {
             entry.snapshot = snapshotOf(state)
+            setBusy(entry, entry.snapshot.parties > 0)
           }
         }).pipe(
           Effect.tap((summary) => taskEnded(summary, true)),
@@ -131,7 +167,12 @@ export const make = Effect.gen(function* () {
               Effect.as(undefined)
             )
           ),
-          Effect.ensuring(Effect.sync(() => tasks.delete(spec.taskId))),
+          Effect.ensuring(
+            Effect.sync(() => {
+              tasks.delete(spec.taskId)
+              setBusy(entry, false)
+            })
+          ),
           Effect.provideService(OfflineStore, store),
           Effect.provideService(Metrics, metrics),
           // The actor outlives the connection that created it: its logs must not carry that connection's annotations.
@@ -140,6 +181,7 @@ export const make = Effect.gen(function* () {
       let mailbox: Queue.Queue<Mail> | undefined
       const start: Effect.Effect<Queue.Queue<Mail>> = Effect.suspend(() => {
         if (mailbox !== undefined) return Effect.succeed(mailbox)
+        if (closing) return Effect.interrupt
         // Made synchronously, so a second poster (even one interleaved with this fiber) finds
         // the mailbox and waits in it for the one actor.
         const q = Effect.runSync(Queue.bounded<Mail>(MAILBOX_CAPACITY))
@@ -156,7 +198,16 @@ export const make = Effect.gen(function* () {
           postAll: (mail: Iterable<Mail>) => offer((q) => Queue.offerAll(q, mail))
         },
         snapshot: snapshotOf(machine.initial),
-        cancelTimer: () => clearTimeout(unused)
+        busy: false,
+        cancelTimer: () => clearTimeout(unused),
+        // A task never joined has no actor to tell: it just goes. An actor whose mailbox is
+        // already shut has ended by itself.
+        shutdown: Effect.suspend(() => {
+          if (mailbox !== undefined) return Queue.offer(mailbox, { _tag: "Shutdown" }).pipe(Effect.exit, Effect.asVoid)
+          clearTimeout(unused)
+          tasks.delete(spec.taskId)
+          return Effect.void
+        })
       }
       const unused = setTimeout(() => {
         if (mailbox !== undefined || tasks.get(spec.taskId) !== entry) return
@@ -284,7 +335,18 @@ export const make = Effect.gen(function* () {
     },
     get: (taskId) => tasks.get(taskId)?.handle,
     size: () => tasks.size,
-    snapshots: () => [...tasks.values()].map((t) => t.snapshot)
+    snapshots: () => [...tasks.values()].map((t) => t.snapshot),
+    busy: () => busyCount,
+    whenIdle: Effect.suspend(() => {
+      if (busyCount === 0) return Effect.void
+      idle ??= Deferred.unsafeMake<void>(FiberId.none)
+      return Deferred.await(idle)
+    }),
+    shutdownAll: Effect.gen(function* () {
+      closing = true
+      for (const entry of [...tasks.values()]) yield* entry.shutdown
+      yield* FiberMap.awaitEmpty(actors)
+    })
   })
 })
 

@@ -37,7 +37,10 @@ const fakeRegistry = (live: Set<string>) =>
     find: () => Effect.die("unused"),
     get: (taskId) => (live.has(taskId) ? ({ spec: { taskId } } as unknown as TaskHandle) : undefined),
     size: () => live.size,
-    snapshots: () => []
+    snapshots: () => [],
+    busy: () => 0,
+    whenIdle: Effect.die("unused"),
+    shutdownAll: Effect.die("unused")
   })
 
 const setup = (overrides: Partial<ServerSettings> = {}) =>

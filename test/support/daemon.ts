@@ -27,7 +27,7 @@ export interface Daemon {
   readonly pid: number
   /** Every stdout line so far, parsed as JSON where it is JSON. */
   readonly logs: Array<Record<string, unknown>>
-  /** Resolves with the exit code once the process has exited. */
+  /** Resolves with the exit code once the process has exited (null when a signal ended it). */
   readonly exited: Promise<number | null>
 }
 
@@ -100,7 +100,7 @@ const spawnDaemon = (flags: ReadonlyArray<string>): Effect.Effect<Daemon, Error,
     }),
     (d) =>
       Effect.promise(async () => {
-        if (d.process.exitCode !== null) return
+        if (d.process.exitCode !== null || d.process.signalCode !== null) return
         process.kill(-d.process.pid!, "SIGTERM")
         const timer = setTimeout(() => process.kill(-d.process.pid!, "SIGKILL"), 10_000)
         await d.exited
@@ -110,9 +110,9 @@ const spawnDaemon = (flags: ReadonlyArray<string>): Effect.Effect<Daemon, Error,
 
 /**
  * Kills the daemon's node process with SIGKILL (no finalizer runs: a crash)
- * and waits for `npm start` above it to exit; returns npm's exit code
- * (137 once node has been killed). Fails if npm is still running after
- * `timeoutMs`.
+ * and waits for `npm start` above it to exit; returns npm's exit code (null:
+ * npm ends itself with the signal that ended node). Fails if npm is still
+ * running after `timeoutMs`.
  */
 export const killDaemon = (daemon: Daemon, timeoutMs = 10_000): Effect.Effect<number | null, Error> =>
   Effect.gen(function* () {

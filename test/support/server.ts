@@ -9,6 +9,7 @@ import type { ServerSettings } from "../../src/server/config.js"
 import { ServerConfig } from "../../src/server/config.js"
 import { Lifecycle } from "../../src/server/lifecycle.js"
 import type { BoundAddress } from "../../src/server/listener.js"
+import { drain } from "../../src/server/shutdown.js"
 import { TaskRegistry } from "../../src/task/registry.js"
 import * as DiskStore from "../../src/storage/diskStore.js"
 import { OfflineStore } from "../../src/storage/store.js"
@@ -83,6 +84,9 @@ export interface ServerOptions {
 export interface TestServerWithStore extends TestServer {
   /** The store the server runs on (the wrapped one when `store` was given). */
   readonly store: OfflineStoreService
+  /** The daemon's graceful stop (src/server/shutdown.ts) on this server; the scope still releases it. */
+  readonly drain: Effect.Effect<void>
+  readonly isDraining: () => boolean
 }
 
 /**
@@ -117,6 +121,8 @@ export const startServerWith = (options: ServerOptions = {}): Effect.Effect<Test
         )
       : undefined
     return {
+      drain: drain.pipe(Effect.provide(context), Effect.provide(config), Effect.provide(logs)),
+      isDraining: Context.get(context, Lifecycle).isDraining,
       client: { host: "127.0.0.1", port: addresses.client[0]!.port },
       msg: addresses.msg,
       registry: Context.get(context, TaskRegistry),

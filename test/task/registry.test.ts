@@ -5,14 +5,15 @@
  * once everybody has left and the idle timeout has passed.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Either, Layer, Logger, LogLevel, Option } from "effect"
+import type { Context } from "effect"
+import { Deferred, Effect, Either, Fiber, Layer, Logger, LogLevel, Option } from "effect"
 import * as fc from "fast-check"
 import { Buffer } from "node:buffer"
 import type { Socket } from "node:net"
 import type { Connection } from "../../src/connection/connection.js"
 import { FileCmd, FileRole, FileState, ResultCode, ServiceId, TransferMode } from "../../src/protocol/commands.js"
 import { readHeader } from "../../src/protocol/header.js"
-import { Pdu } from "../../src/protocol/messages.js"
+import { encodePdu, Pdu } from "../../src/protocol/messages.js"
 import { Metrics } from "../../src/observability/metrics.js"
 import { ServerConfig } from "../../src/server/config.js"
 import * as DiskStore from "../../src/storage/diskStore.js"
@@ -394,5 +395,92 @@ describe("task registry", () => {
       expect(late.closeReason()).toBeDefined()
       expect(loginResOf(late)).toEqual([{ seq: 3, resultCode: ResultCode.Failed, taskId: spec.taskId }])
     }).pipe(Effect.provide(TestLayer))
+  )
+})
+
+describe("task registry, draining", () => {
+  // Tasks wait for their parties as long as a test needs.
+  const drainConfig = ServerConfig.layer({ taskTimeoutMs: 60_000, maxPullsInFlight: 4, dataDir })
+  const DrainLayer = registryLayer.pipe(
+    Layer.provide(DiskStore.layer.pipe(Layer.provide(drainConfig))),
+    Layer.provide(drainConfig),
+    Layer.provide(Metrics.layer),
+    Layer.provideMerge(Logger.minimumLogLevel(LogLevel.None))
+  )
+
+  /** Logs `conn` in to the task and waits for the answer, which must be OK. */
+  const joinTask = (registry: Context.Tag.Service<TaskRegistry>, spec: TaskSpec, conn: FakeConnection, userId: number, role: FileRole) =>
+    Effect.gen(function* () {
+      const reply = yield* Deferred.make<LoginResult>()
+      expect(yield* registry.get(spec.taskId)!.post(loginMail(conn, spec, userId, role, conn.id, reply))).toBe(true)
+      expect(yield* Deferred.await(reply)).toEqual({ ok: true })
+    })
+
+  /** Three online tasks: `a` with both parties in, `b` with its receiver waiting, a third nobody joined. */
+  const threeTasks = Effect.gen(function* () {
+    const registry = yield* TaskRegistry
+    const online = { fromUserId: 1, toUserId: 2, fileName: "f", fileSize: 10, mode: TransferMode.Online }
+    const a = yield* registry.create(online)
+    const b = yield* registry.create(online)
+    yield* registry.create(online)
+    expect(registry.busy()).toBe(0)
+    const senderA = yield* makeFakeConnection(1)
+    const receiverA = yield* makeFakeConnection(2)
+    const receiverB = yield* makeFakeConnection(3)
+    yield* joinTask(registry, a, senderA, 1, FileRole.Sender)
+    yield* joinTask(registry, a, receiverA, 2, FileRole.Receiver)
+    yield* joinTask(registry, b, receiverB, 2, FileRole.Receiver)
+    return { registry, online, a, b, senderA, receiverA, receiverB }
+  })
+
+  it.live("busy counts the tasks somebody is connected to; whenIdle completes when the last one leaves", () =>
+    Effect.gen(function* () {
+      yield* TaskRegistry.pipe(Effect.flatMap((registry) => registry.whenIdle))
+      const { registry, a, b, receiverA, receiverB } = yield* threeTasks
+      expect(yield* eventually(() => registry.busy() === 2)).toBe(true)
+      expect(registry.snapshots().map((t) => t.parties).sort()).toEqual([0, 1, 2])
+
+      const idle = yield* Effect.fork(registry.whenIdle)
+      // Task a ends (the receiver says DONE); b's receiver leaves, and b waits for logins again.
+      yield* registry.get(a.taskId)!.post({
+        _tag: "State",
+        conn: receiverA.id,
+        seq: 9,
+        msg: { state: FileState.Done, taskId: a.taskId, userId: 2 },
+        raw: [encodePdu(Pdu.State, 9, { state: FileState.Done, taskId: a.taskId, userId: 2 })]
+      })
+      expect(yield* eventually(() => registry.busy() === 1)).toBe(true)
+      expect(idle.unsafePoll()).toBeNull()
+      yield* receiverB.hangUp
+      yield* registry.get(b.taskId)!.post({ _tag: "Left", conn: receiverB.id })
+      yield* Fiber.join(idle)
+      expect(registry.busy()).toBe(0)
+    }).pipe(Effect.provide(DrainLayer))
+  )
+
+  it.live("shutdownAll tells every connected party CANCEL, closes it after its writes, ends every task and starts none after", () =>
+    Effect.gen(function* () {
+      const { registry, online, a, b, senderA, receiverA, receiverB } = yield* threeTasks
+      yield* registry.shutdownAll
+      expect(registry.size()).toBe(0)
+      expect(registry.busy()).toBe(0)
+      // Each party hears CANCEL naming the other side, as when a peer leaves.
+      expect(fileStatesOf(receiverA)).toEqual([
+        { state: FileState.PeerReady, taskId: a.taskId, userId: 1 },
+        { state: FileState.Cancel, taskId: a.taskId, userId: 1 }
+      ])
+      expect(fileStatesOf(senderA)).toEqual([{ state: FileState.Cancel, taskId: a.taskId, userId: 2 }])
+      expect(fileStatesOf(receiverB)).toEqual([{ state: FileState.Cancel, taskId: b.taskId, userId: 1 }])
+      for (const conn of [senderA, receiverA, receiverB]) {
+        expect(conn.closeReason()).toBe("server shutting down")
+        expect(conn.pending()).toBe(0)
+      }
+
+      // No task starts any more: a login to a task created now is not taken.
+      const late = yield* registry.create(online)
+      const reply = yield* Deferred.make<LoginResult>()
+      const conn = yield* makeFakeConnection(4)
+      expect(yield* registry.get(late.taskId)!.post(loginMail(conn, late, 2, FileRole.Receiver, 1, reply))).toBe(false)
+    }).pipe(Effect.provide(DrainLayer))
   )
 })
