@@ -1,4 +1,4 @@
-import { Clock, Deferred, Effect, ExecutionStrategy, Exit, Queue, Scope } from "effect"
+import { Chunk, Clock, Deferred, Effect, ExecutionStrategy, Exit, Mailbox, Scope } from "effect"
 import type { Connection } from "../connection/connection.js"
 import { FileState, ResultCode } from "../protocol/commands.js"
 import { encodePullDataRspHead } from "../protocol/dataBlock.js"
@@ -36,9 +36,6 @@ export interface TaskSummary {
   readonly durationMs: number
 }
 
-/** Events one actor step takes from its mailbox at most: a read's worth of frames. */
-const MAX_BATCH = 64
-
 const EMPTY = Buffer.alloc(0)
 
 /**
@@ -50,7 +47,7 @@ const EMPTY = Buffer.alloc(0)
 export const runTask = <S>(options: {
   readonly spec: TaskSpec
   readonly machine: TaskMachine<S>
-  readonly mailbox: Queue.Queue<Mail>
+  readonly mailbox: Mailbox.Mailbox<Mail>
   readonly taskTimeoutMs: number
   /** Bytes a connection may have queued for writing before it is cut off. */
   readonly maxWriteQueueBytes: number
@@ -157,7 +154,7 @@ export const runTask = <S>(options: {
             const gen = ++timerGen
             armed = gen
             clearTimeout(timer)
-            timer = setTimeout(() => Queue.unsafeOffer(mailbox, { _tag: "IdleTimeout", gen }), options.taskTimeoutMs)
+            timer = setTimeout(() => mailbox.unsafeOffer({ _tag: "IdleTimeout", gen }), options.taskTimeoutMs)
             return
           }
           case "DisarmIdleTimer":
@@ -307,7 +304,9 @@ export const runTask = <S>(options: {
       for (const command of startCommands) yield* run(command) ?? Effect.void
       let unread: Array<Mail> = []
       while (!machine.isTerminal(state)) {
-        const batch = Array.from(yield* Queue.takeBetween(mailbox, 1, MAX_BATCH))
+        // Everything posted since the last step (at least one mail): one step, one flush of writes.
+        const [mail] = yield* mailbox.takeAll
+        const batch = Chunk.toReadonlyArray(mail)
         for (let i = 0; i < batch.length; i++) {
           const effect = receive(batch[i]!)
           if (effect !== undefined) yield* effect
@@ -320,10 +319,16 @@ export const runTask = <S>(options: {
         options.onState(state)
       }
       // Mail that arrived after the end (in the last batch or still queued): logins get
-      // their refusal, nothing else matters. Shutting the mailbox also wakes connections
-      // blocked offering to it.
-      const late = [...unread, ...(yield* Queue.takeAll(mailbox))]
-      yield* Queue.shutdown(mailbox)
+      // their refusal, nothing else matters. The mailbox refuses new mail from here on;
+      // shutting it wakes connections still waiting to post (their mail is refused).
+      mailbox.unsafeDone(Exit.void)
+      const late = [...unread]
+      for (;;) {
+        const more = yield* mailbox.clear
+        if (Chunk.isEmpty(more)) break
+        late.push(...more)
+      }
+      yield* mailbox.shutdown
       for (const mail of late) {
         if (mail._tag === "Login") yield* receive(mail) ?? Effect.void
       }

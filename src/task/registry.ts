@@ -1,4 +1,4 @@
-import { Clock, Context, Data, Deferred, Effect, Exit, FiberId, FiberMap, FiberRef, FiberSet, HashMap, Layer, Option, Queue } from "effect"
+import { Chunk, Clock, Context, Data, Deferred, Effect, Exit, FiberId, FiberMap, FiberRef, FiberSet, HashMap, Layer, Mailbox, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { maxBlockBytes } from "../protocol/dataBlock.js"
 import { TransferMode } from "../protocol/commands.js"
@@ -73,7 +73,7 @@ export class TaskRegistry extends Context.Tag("tt-file-server/TaskRegistry")<
   }
 >() {}
 
-const accepted = <A, E>(exit: Exit.Exit<A, E>) => Exit.isSuccess(exit)
+const accepted = <E>(exit: Exit.Exit<boolean, E>) => Exit.isSuccess(exit) && exit.value
 
 export const make = Effect.gen(function* () {
   const config = yield* ServerConfig
@@ -146,7 +146,7 @@ export const make = Effect.gen(function* () {
           createdAt: spec.createdAt
         }
       }
-      const actor = (mailbox: Queue.Queue<Mail>) =>
+      const actor = (mailbox: Mailbox.Mailbox<Mail>) =>
         runTask({
           spec,
           machine,
@@ -178,24 +178,24 @@ export const make = Effect.gen(function* () {
           // The actor outlives the connection that created it: its logs must not carry that connection's annotations.
           Effect.locally(FiberRef.currentLogAnnotations, HashMap.empty())
         )
-      let mailbox: Queue.Queue<Mail> | undefined
-      const start: Effect.Effect<Queue.Queue<Mail>> = Effect.suspend(() => {
+      let mailbox: Mailbox.Mailbox<Mail> | undefined
+      const start: Effect.Effect<Mailbox.Mailbox<Mail>> = Effect.suspend(() => {
         if (mailbox !== undefined) return Effect.succeed(mailbox)
         if (closing) return Effect.interrupt
         // Made synchronously, so a second poster (even one interleaved with this fiber) finds
         // the mailbox and waits in it for the one actor.
-        const q = Effect.runSync(Queue.bounded<Mail>(MAILBOX_CAPACITY))
+        const q = Effect.runSync(Mailbox.make<Mail>({ capacity: MAILBOX_CAPACITY }))
         mailbox = q
         clearTimeout(unused)
         return FiberMap.run(actors, spec.taskId, actor(q)).pipe(Effect.as(q))
       })
-      // A shut-down mailbox (task ended) interrupts the offer; Exit turns that into `false`.
-      const offer = <A>(send: (q: Queue.Queue<Mail>) => Effect.Effect<A>) => start.pipe(Effect.flatMap(send), Effect.exit, Effect.map(accepted))
+      // A closed mailbox (task ended) refuses the mail; no mailbox while the registry closes is a refusal too.
+      const offer = (send: (q: Mailbox.Mailbox<Mail>) => Effect.Effect<boolean>) => start.pipe(Effect.flatMap(send), Effect.exit, Effect.map(accepted))
       const entry = {
         handle: {
           spec,
-          post: (mail: Mail) => offer((q) => Queue.offer(q, mail)),
-          postAll: (mail: Iterable<Mail>) => offer((q) => Queue.offerAll(q, mail))
+          post: (mail: Mail) => offer((q) => q.offer(mail)),
+          postAll: (mail: Iterable<Mail>) => offer((q) => Effect.map(q.offerAll(mail), Chunk.isEmpty))
         },
         snapshot: snapshotOf(machine.initial),
         busy: false,
@@ -203,7 +203,7 @@ export const make = Effect.gen(function* () {
         // A task never joined has no actor to tell: it just goes. An actor whose mailbox is
         // already shut has ended by itself.
         shutdown: Effect.suspend(() => {
-          if (mailbox !== undefined) return Queue.offer(mailbox, { _tag: "Shutdown" }).pipe(Effect.exit, Effect.asVoid)
+          if (mailbox !== undefined) return Effect.asVoid(mailbox.offer({ _tag: "Shutdown" }))
           clearTimeout(unused)
           tasks.delete(spec.taskId)
           return Effect.void
