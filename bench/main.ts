@@ -246,7 +246,11 @@ const bench = (args: BenchArgs) =>
 
       if (args.warmupMiB > 0) {
         for (const c of cases) for (const r of c.runs) if (r.warmup) yield* r.warmup
-        yield* progress(`warmed up (${warm.length / MiB} MiB per transfer case, ${Math.min(...args.concurrency, CONCURRENT_WARMUP)} at once per concurrent case)`)
+        const what = [
+          ...(has("online") || has("offline") ? [`${warm.length / MiB} MiB per transfer case`] : []),
+          ...(has("concurrent") ? [`${Math.min(...args.concurrency, CONCURRENT_WARMUP)} at once per concurrent case`] : [])
+        ]
+        yield* progress(`warmed up (${what.length > 0 ? what.join(", ") : "nothing to warm up"})`)
       }
 
       const runs: Array<RunRecord> = []
