@@ -117,7 +117,8 @@ const handle = (socket: Socket): void => {
 }
 
 const server = createServer({ noDelay: true }, handle)
-server.listen({ host: argValue("--host") ?? "127.0.0.1", port: Number(argValue("--port") ?? 0) }, () => {
+// The daemon's backlog: with the default (511) a thousand clients connecting at once stall in the kernel.
+server.listen({ host: argValue("--host") ?? "127.0.0.1", port: Number(argValue("--port") ?? 0), backlog: 4096 }, () => {
   const address = server.address()
   const bound = typeof address === "object" && address ? address.port : 0
   process.stdout.write(JSON.stringify({ message: "listening", logLevel: "INFO", annotations: { port: "client", bound } }) + "\n")

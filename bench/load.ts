@@ -17,23 +17,26 @@
  *
  * Both daemons run with --task-timeout 5s. Results: bench/results/load.json.
  */
-import { Deferred, Duration, Effect, Either, Fiber } from "effect"
-import type { Scope } from "effect"
-import { createHash, randomBytes } from "node:crypto"
-import { existsSync } from "node:fs"
+import { Duration, Effect, Either, Fiber } from "effect"
+import { randomBytes } from "node:crypto"
 import { connect as netConnect } from "node:net"
 import { cpus, loadavg } from "node:os"
-import { fileURLToPath, pathToFileURL } from "node:url"
+import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import * as Client from "../src/client/index.js"
-import { FileRole, FileState, FileCmd, OtherCmd, ServiceId, TransferMode } from "../src/protocol/commands.js"
-import { encodeFrame, frameBody } from "../src/protocol/frame.js"
-import type { TransferRsp } from "../src/protocol/messages.js"
-import { encodePdu, isPdu, Pdu } from "../src/protocol/messages.js"
-import { BenchError } from "./errors.js"
-import { cpuTimes, peakRssMiB, resetPeakRss, rssMiB } from "./procStats.js"
+import { FileRole, FileCmd, OtherCmd, ServiceId, TransferMode } from "../src/protocol/commands.js"
+import { encodeFrame } from "../src/protocol/frame.js"
+import { encodePdu, Pdu } from "../src/protocol/messages.js"
+import type { BenchError } from "./errors.js"
+import { fail } from "./errors.js"
+import { forcedGc, gcNodeFlags } from "./gc.js"
+import { createTaskId, openMsgPipe } from "./msgPipe.js"
+import { alive, cpuTimes, peakRssMiB, resetPeakRss, rssMiB } from "./procStats.js"
 import { writeJson } from "./report.js"
+import type { TransferCtx } from "./smallTransfers.js"
+import { errorKind, makeSources, offlineOnce, onlineOnce } from "./smallTransfers.js"
+import { percentile } from "./stats.js"
 import type { Address, DaemonTarget } from "./targets.js"
 import { startDaemon } from "./targets.js"
 
@@ -41,9 +44,8 @@ const MiB = 1024 * 1024
 const resultsDir = fileURLToPath(new URL("../../bench/results/", import.meta.url))
 const TASK_TIMEOUT = "5s"
 const TASK_TIMEOUT_MS = 5000
-const gcHook = pathToFileURL(fileURLToPath(new URL("./gcHook.js", import.meta.url))).href
-/** The daemons run with --expose-gc and bench/gcHook.ts preloaded (SIGUSR2: full GC, heap figures on stdout). */
-const daemonNodeFlags = ["--expose-gc", "--import", gcHook]
+/** The daemons run with bench/gcHook.ts preloaded, for forced GCs. */
+const daemonNodeFlags = gcNodeFlags
 
 // ---------------------------------------------------------------- arguments
 
@@ -133,212 +135,7 @@ export const parseLoadArgs = (argv: ReadonlyArray<string>): LoadArgs | undefined
 
 // ---------------------------------------------------------------- helpers
 
-const fail = (message: string) => new BenchError({ message })
-const asBench = (what: string) => (e: Client.ClientError | BenchError) =>
-  e instanceof BenchError ? e : fail(`${what}: [${e.reason}] ${e.message}`)
 const progress = (line: string) => Effect.sync(() => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`))
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return existsSync(`/proc/${pid}/status`)
-  } catch {
-    return false
-  }
-}
-
-const percentile = (sorted: ReadonlyArray<number>, p: number) =>
-  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
-
-/**
- * The msg port as a msg_server uses it, pipelined: any number of
- * TRANSFER_REQs in flight on one connection, answers matched by seq.
- */
-interface MsgPipe {
-  readonly createTask: (task: { fromUserId: number; toUserId: number; fileName: string; fileSize: number; mode: TransferMode }) => Effect.Effect<TransferRsp, BenchError>
-}
-
-const openMsgPipe = (msg: Address): Effect.Effect<MsgPipe, BenchError, Scope.Scope> =>
-  Effect.gen(function* () {
-    const sock = yield* Client.connect(msg).pipe(Effect.mapError(asBench("msg port")))
-    const pending = new Map<number, Deferred.Deferred<TransferRsp, BenchError>>()
-    let seq = 0
-    let closed: BenchError | undefined
-    const failAll = (e: BenchError) => {
-      closed = e
-      for (const d of pending.values()) Deferred.unsafeDone(d, Effect.fail(e))
-      pending.clear()
-    }
-    yield* sock.receive.pipe(
-      Effect.flatMap((frames) =>
-        Effect.sync(() => {
-          for (const f of frames) {
-            if (!isPdu(f, Pdu.TransferRsp)) continue
-            const d = pending.get(f.seq)
-            if (d === undefined) continue
-            pending.delete(f.seq)
-            const body = Pdu.TransferRsp.decodeBody(frameBody(f))
-            Deferred.unsafeDone(d, Either.isLeft(body) ? Effect.fail(fail(`TRANSFER_RSP undecodable: ${body.left.message}`)) : Effect.succeed(body.right))
-          }
-        })
-      ),
-      Effect.forever,
-      Effect.catchAll((e) => Effect.sync(() => failAll(fail(`msg link: [${e.reason}] ${e.message}`)))),
-      Effect.forkScoped
-    )
-    // A msg_server heartbeats its link; without it the daemon closes an idle one (--msg-idle-timeout).
-    yield* Client.keepAlive(sock, Duration.seconds(10))
-    return {
-      createTask: (task) =>
-        Effect.gen(function* () {
-          if (closed) return yield* closed
-          do seq = (seq % 0xffff) + 1
-          while (pending.has(seq))
-          const d = yield* Deferred.make<TransferRsp, BenchError>()
-          pending.set(seq, d)
-          sock.send(
-            encodePdu(Pdu.TransferReq, seq, {
-              fromUserId: task.fromUserId,
-              toUserId: task.toUserId,
-              fileName: task.fileName,
-              fileSize: task.fileSize,
-              transMode: task.mode
-            })
-          )
-          return yield* Deferred.await(d)
-        })
-    }
-  })
-
-/** A sink that hashes what arrives in offset order (blocks ahead of the next offset wait, copied). */
-const hashingSink = () => {
-  const hash = createHash("sha256")
-  const ahead = new Map<number, Buffer>()
-  let next = 0
-  let bytes = 0
-  const sink: Client.BlockSink = {
-    write: (offset, data) =>
-      Effect.sync(() => {
-        bytes += data.length
-        if (offset !== next) {
-          ahead.set(offset, Buffer.from(data))
-          return
-        }
-        hash.update(data)
-        next += data.length
-        for (let b = ahead.get(next); b !== undefined; b = ahead.get(next)) {
-          ahead.delete(next)
-          hash.update(b)
-          next += b.length
-        }
-      })
-  }
-  return { sink, bytes: () => bytes, digest: () => (ahead.size > 0 ? `gap (${ahead.size} blocks waiting at ${next})` : hash.digest("hex")) }
-}
-
-interface Source {
-  readonly data: Buffer
-  readonly sha256: string
-}
-
-const makeSources = (count: number, size: number): Array<Source> =>
-  Array.from({ length: count }, () => {
-    const data = randomBytes(size)
-    return { data, sha256: createHash("sha256").update(data).digest("hex") }
-  })
-
-// ---------------------------------------------------------------- transfers
-
-interface Ctx {
-  readonly client: Address
-  readonly pipe: MsgPipe
-  readonly sources: ReadonlyArray<Source>
-  readonly window: number
-  readonly size: number
-}
-
-/** For a refused login: how long the TRANSFER_RSP took, and how long after it the refusal came. */
-const timing = (t: { req: number; rsp: number }) => (e: BenchError) =>
-  / refused the login/.test(e.message)
-    ? fail(`${e.message} (TRANSFER_RSP ${Math.round(t.rsp - t.req)} ms after the REQ; refusal ${Math.round(performance.now() - t.rsp)} ms after the RSP)`)
-    : e
-
-const createOk = (ctx: Ctx, task: { fromUserId: number; toUserId: number; mode: TransferMode; fileName: string }, t = { req: 0, rsp: 0 }) =>
-  Effect.suspend(() => {
-    t.req = performance.now()
-    return ctx.pipe.createTask({ ...task, fileSize: ctx.size })
-  }).pipe(
-    Effect.flatMap((rsp) =>
-      rsp.resultCode === 0 && rsp.taskId ? Effect.succeed(rsp.taskId) : Effect.fail(fail(`task creation refused (result ${rsp.resultCode})`))
-    ),
-    Effect.tap(() => Effect.sync(() => (t.rsp = performance.now())))
-  )
-
-const onlineOnce = (ctx: Ctx, i: number): Effect.Effect<void, BenchError> =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const src = ctx.sources[i % ctx.sources.length]!
-      const fromUserId = 2 * i + 1
-      const toUserId = 2 * i + 2
-      // Connect first, so that the logins follow the task creation at once (the task times out unused after 5 s).
-      const [sender, receiver] = yield* Effect.all([Client.connect(ctx.client), Client.connect(ctx.client)], { concurrency: 2 }).pipe(
-        Effect.mapError(asBench("online connect"))
-      )
-      const t = { req: 0, rsp: 0 }
-      const taskId = yield* createOk(ctx, { fromUserId, toUserId, mode: TransferMode.Online, fileName: `online-${i}.bin` }, t)
-      const sink = hashingSink()
-      const [served, pulled] = yield* Effect.all(
-        [
-          Client.login(sender, { taskId, userId: fromUserId, role: FileRole.Sender }).pipe(
-            Effect.zipRight(Client.serveFile(sender, { taskId, userId: fromUserId, source: Client.sourceFromBuffer(src.data) })),
-            Effect.mapError(asBench("online sender")),
-            Effect.mapError(timing(t))
-          ),
-          Client.login(receiver, { taskId, userId: toUserId, role: FileRole.Receiver }).pipe(
-            Effect.zipRight(Client.receiveFile(receiver, { taskId, userId: toUserId, sink: sink.sink, size: ctx.size, window: ctx.window })),
-            Effect.mapError(asBench("online receiver"))
-          )
-        ],
-        { concurrency: 2 }
-      )
-      if (served.finalState !== FileState.Done) return yield* fail(`online sender ended with state ${served.finalState}`)
-      if (pulled.bytes !== ctx.size || sink.bytes() !== ctx.size) return yield* fail(`online: received ${pulled.bytes}/${sink.bytes()} of ${ctx.size}`)
-      const digest = sink.digest()
-      if (digest !== src.sha256) return yield* fail(`online: sha256 ${digest} is not the source's ${src.sha256}`)
-    })
-  )
-
-const offlineOnce = (ctx: Ctx, i: number): Effect.Effect<void, BenchError> =>
-  Effect.gen(function* () {
-    const src = ctx.sources[(i * 7) % ctx.sources.length]!
-    const fromUserId = 2 * i + 1
-    const toUserId = 2 * i + 2
-    const taskId = yield* Effect.scoped(
-      Effect.gen(function* () {
-        const up = yield* Client.connect(ctx.client).pipe(Effect.mapError(asBench("offline connect")))
-        const t = { req: 0, rsp: 0 }
-        const taskId = yield* createOk(ctx, { fromUserId, toUserId, mode: TransferMode.Offline, fileName: `offline-${i}.bin` }, t)
-        const served = yield* Client.uploadFile(up, { taskId, userId: fromUserId, source: Client.sourceFromBuffer(src.data) }).pipe(
-          Effect.mapError(asBench("offline upload")),
-          Effect.mapError(timing(t))
-        )
-        if (served.bytes !== ctx.size) return yield* fail(`offline upload: the server asked for ${served.bytes} of ${ctx.size} bytes`)
-        return taskId
-      })
-    )
-    yield* Effect.scoped(
-      Effect.gen(function* () {
-        const down = yield* Client.connect(ctx.client).pipe(Effect.mapError(asBench("offline connect")))
-        const sink = hashingSink()
-        const got = yield* Client.downloadFile(down, { taskId, userId: toUserId, sink: sink.sink, size: ctx.size, window: ctx.window }).pipe(
-          Effect.mapError(asBench("offline download"))
-        )
-        if (got.bytes !== ctx.size || sink.bytes() !== ctx.size) return yield* fail(`offline download: ${got.bytes}/${sink.bytes()} of ${ctx.size}`)
-        const digest = sink.digest()
-        if (digest !== src.sha256) return yield* fail(`offline: sha256 ${digest} is not the source's ${src.sha256}`)
-      })
-    )
-  })
-
 interface KindStats {
   started: number
   completed: number
@@ -380,7 +177,7 @@ const keepRunning = (
           } else {
             stats.failed++
             if (stats.errors.length < 20) stats.errors.push(r.left.message)
-            const kind = r.left.message.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, "<task>").replace(/\d+/g, "N")
+            const kind = errorKind(r.left.message)
             stats.errorKinds[kind] = (stats.errorKinds[kind] ?? 0) + 1
           }
         }
@@ -562,7 +359,7 @@ const loadRun = (args: LoadArgs) =>
       const rssBefore = rssMiB(pid)
       const peakReset = resetPeakRss(pid)
       const pipe = yield* openMsgPipe(msg)
-      const ctx: Ctx = { client: daemon.client, pipe, sources: makeSources(16, args.sizeBytes), window: args.window, size: args.sizeBytes }
+      const ctx: TransferCtx = { client: daemon.client, createTask: createTaskId(pipe), sources: makeSources(16, args.sizeBytes), window: args.window, size: args.sizeBytes }
 
       const t0 = Date.now()
       const deadline = t0 + args.seconds * 1000
@@ -664,30 +461,6 @@ const loadRun = (args: LoadArgs) =>
   )
 
 // ---------------------------------------------------------------- task-leak run
-
-interface GcFigures {
-  readonly heapUsedMiB: number
-  readonly externalMiB: number
-  readonly rssMiB: number
-}
-
-/** Asks the daemon (SIGUSR2, bench/gcHook.ts) for a full GC and reads the heap figures it prints. */
-const forcedGc = (daemon: DaemonTarget): Effect.Effect<GcFigures | undefined> =>
-  Effect.gen(function* () {
-    const seen = (daemon.process.tail().match(/"bench gc"/g) ?? []).length
-    if (!alive(daemon.process.pid)) return undefined
-    process.kill(daemon.process.pid, "SIGUSR2")
-    for (let i = 0; i < 100; i++) {
-      yield* Effect.sleep(Duration.millis(100))
-      const lines = daemon.process.tail().split("\n").filter((l) => l.includes('"bench gc"'))
-      // The tail is a window of the last lines: a new one is the last "bench gc" line once the count changed or after a wait.
-      if (lines.length > seen || (lines.length > 0 && i > 20)) {
-        const a = (JSON.parse(lines[lines.length - 1]!) as { annotations: { heapUsed: number; external: number; rss: number } }).annotations
-        return { heapUsedMiB: a.heapUsed / MiB, externalMiB: a.external / MiB, rssMiB: a.rss / MiB }
-      }
-    }
-    return undefined
-  })
 
 const leakRun = (args: LoadArgs) =>
   Effect.scoped(

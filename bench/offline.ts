@@ -54,7 +54,7 @@ const checkStored = (target: DaemonTarget, taskId: string, source: Buffer) =>
   )
 
 /** Uploads `source` to a new offline task; returns its id and the seconds from login to DONE. */
-const upload = (target: DaemonTarget, source: Buffer) =>
+export const upload = (target: DaemonTarget, source: Buffer) =>
   Effect.gen(function* () {
     const size = source.length
     const taskId = yield* target.newOfflineTask({ fromUserId: SENDER, toUserId: RECEIVER, fileName: "bench.bin", fileSize: size })

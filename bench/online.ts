@@ -16,20 +16,24 @@ export interface OnlineOptions {
   readonly blockSize: number
 }
 
-export interface Measurement {
+/** What a server process (and this client process) spent on a piece of work. */
+export interface ServerCost {
+  /** CPU the server process used for the work (task creation to teardown): user + system. */
+  readonly serverCpuSeconds: number
+  readonly serverUserSeconds: number
+  readonly serverSystemSeconds: number
+  /** The server's peak RSS during the work (or its life, if the peak cannot be reset). */
+  readonly serverPeakRssMiB: number
+  readonly peakRssReset: boolean
+  /** CPU this process (all the clients) used. */
+  readonly clientCpuSeconds: number
+}
+
+export interface Measurement extends ServerCost {
   readonly bytes: number
   /** Wall time from the first login to the last byte received. */
   readonly seconds: number
   readonly mibPerSec: number
-  /** CPU the server process used for the transfer (task creation to teardown): user + system. */
-  readonly serverCpuSeconds: number
-  readonly serverUserSeconds: number
-  readonly serverSystemSeconds: number
-  /** The server's peak RSS during the transfer (or its life, if the peak cannot be reset). */
-  readonly serverPeakRssMiB: number
-  readonly peakRssReset: boolean
-  /** CPU this process (both clients) used. */
-  readonly clientCpuSeconds: number
 }
 
 const MiB = 1024 * 1024
@@ -59,20 +63,16 @@ export const checkingSink = (source: Buffer) => {
 }
 
 /**
- * Measures one transfer against the server process `pid`: `transfer` returns
- * its own wall time in seconds (the part that counts); the server's CPU is read
- * before it starts and after a short settle, its peak RSS reset before it.
+ * Runs `work` against the server process `pid` and says what it cost: the
+ * server's CPU is read before it starts and after a short settle, its peak
+ * RSS reset before it.
  */
-export const measureTransfer = (
-  pid: number,
-  bytes: number,
-  transfer: Effect.Effect<number, BenchError>
-): Effect.Effect<Measurement, BenchError> =>
+export const measureServer = <A>(pid: number, work: Effect.Effect<A, BenchError>): Effect.Effect<{ readonly result: A; readonly cost: ServerCost }, BenchError> =>
   Effect.gen(function* () {
     const peakRssReset = resetPeakRss(pid)
     const cpuBefore = cpuTimes(pid)
     const clientCpuBefore = process.cpuUsage()
-    const seconds = yield* transfer
+    const result = yield* work
     yield* Effect.sleep(SETTLE)
     const clientCpu = process.cpuUsage(clientCpuBefore)
     const cpuAfter = cpuTimes(pid)
@@ -80,17 +80,25 @@ export const measureTransfer = (
     const user = Math.round((cpuAfter.user - cpuBefore.user) * 1000) / 1000
     const system = Math.round((cpuAfter.system - cpuBefore.system) * 1000) / 1000
     return {
-      bytes,
-      seconds,
-      mibPerSec: bytes / MiB / seconds,
-      serverCpuSeconds: Math.round((user + system) * 1000) / 1000,
-      serverUserSeconds: user,
-      serverSystemSeconds: system,
-      serverPeakRssMiB: peakRssMiB(pid),
-      peakRssReset,
-      clientCpuSeconds: (clientCpu.user + clientCpu.system) / 1e6
+      result,
+      cost: {
+        serverCpuSeconds: Math.round((user + system) * 1000) / 1000,
+        serverUserSeconds: user,
+        serverSystemSeconds: system,
+        serverPeakRssMiB: peakRssMiB(pid),
+        peakRssReset,
+        clientCpuSeconds: (clientCpu.user + clientCpu.system) / 1e6
+      }
     }
   })
+
+/** Measures one transfer of `bytes`: `transfer` returns its own wall time in seconds (the part that counts). */
+export const measureTransfer = (
+  pid: number,
+  bytes: number,
+  transfer: Effect.Effect<number, BenchError>
+): Effect.Effect<Measurement, BenchError> =>
+  measureServer(pid, transfer).pipe(Effect.map(({ cost, result: seconds }) => ({ bytes, seconds, mibPerSec: bytes / MiB / seconds, ...cost })))
 
 /** How long a transfer of `size` bytes may take before the bench gives up on it. */
 export const transferTimeout = (size: number) => Duration.seconds(30 + size / (2 * MiB))

@@ -3,7 +3,7 @@
  * threads (utime + stime, in clock ticks) and peak resident memory (VmHWM),
  * which can be reset between measurements through clear_refs.
  */
-import { readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 
 /** USER_HZ: /proc reports CPU times in these ticks (100 on every Linux we run on). */
 const CLOCK_TICKS_PER_SECOND = 100
@@ -43,4 +43,21 @@ export const resetPeakRss = (pid: number): boolean => {
   } catch {
     return false
   }
+}
+
+/** Whether the process still runs (and is not a zombie left for its parent to reap). */
+export const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return existsSync(`/proc/${pid}/status`)
+  } catch {
+    return false
+  }
+}
+
+/** This process's soft limit on open files (children inherit it), or undefined if unknown. */
+export const openFilesLimit = (): number | undefined => {
+  const match = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync("/proc/self/limits", "utf8"))
+  if (!match) return undefined
+  return match[1] === "unlimited" ? Number.POSITIVE_INFINITY : Number(match[1])
 }

@@ -23,3 +23,7 @@ export const formatSummary = (s: Summary, digits: number): string =>
     : s.n === 1 || s.min === s.max
     ? s.median.toFixed(digits)
     : `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}-${s.max.toFixed(digits)})`
+
+/** The nearest-rank percentile `p` (0-100) of values sorted ascending; NaN when there are none. */
+export const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
+  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!

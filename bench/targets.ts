@@ -14,7 +14,9 @@ import * as Client from "../src/client/index.js"
 import { TransferMode } from "../src/protocol/commands.js"
 import type { ServerProcess } from "./child.js"
 import { spawnServer } from "./child.js"
-import { BenchError } from "./errors.js"
+import { BenchError, fail } from "./errors.js"
+import type { NewTask } from "../src/task/registry.js"
+import { createTaskId, openMsgPipe } from "./msgPipe.js"
 
 export type TargetName = "daemon" | "bare"
 
@@ -30,12 +32,17 @@ export interface TaskSpec {
   readonly fileSize: number
 }
 
+/** Creates tasks (online, or offline where the server stores files) and returns their ids. */
+export type TaskMaker = (task: NewTask) => Effect.Effect<string, BenchError>
+
 export interface Target {
   readonly name: TargetName
   readonly process: ServerProcess
   readonly client: Address
   /** A task id for an online transfer, as a msg_server would obtain it. */
   readonly newOnlineTask: (task: TaskSpec) => Effect.Effect<string, BenchError>
+  /** For many tasks at once: a maker for the life of the scope (the daemon's is one pipelined msg link). */
+  readonly openTasks: Effect.Effect<TaskMaker, BenchError, Scope.Scope>
 }
 
 /** The daemon also stores offline files (the bare relay has no storage). */
@@ -103,7 +110,8 @@ export const startDaemon = (options: DaemonOptions = {}): Effect.Effect<DaemonTa
       client: { host: HOST, port: proc.ports.client! },
       dataDir,
       newOnlineTask: (task) => newTask(task, TransferMode.Online),
-      newOfflineTask: (task) => newTask(task, TransferMode.Offline)
+      newOfflineTask: (task) => newTask(task, TransferMode.Offline),
+      openTasks: openMsgPipe(msg).pipe(Effect.map(createTaskId))
     } satisfies DaemonTarget
   })
 
@@ -119,6 +127,9 @@ export const startBareRelay = (options: { readonly nodeFlags?: ReadonlyArray<str
       name: "bare",
       process: proc,
       client: { host: HOST, port: proc.ports.client! },
-      newOnlineTask: () => Effect.sync(() => randomUUID())
+      newOnlineTask: () => Effect.sync(() => randomUUID()),
+      openTasks: Effect.succeed((task) =>
+        task.mode === TransferMode.Online ? Effect.sync(() => randomUUID()) : Effect.fail(fail("the bare relay has no offline transfers"))
+      )
     } satisfies Target
   })
