@@ -34,6 +34,8 @@ export interface ServerSettings {
   readonly maxWriteQueueBytes: number
   /** Blocks an online task asks the sender for ahead of the receiver's pulls (0: off, as TeamTalk). */
   readonly onlineReadahead: number
+  /** Bytes all online tasks together may hold or have asked for ahead of their receivers. */
+  readonly readaheadMemoryBytes: number
   /** Bytes the server asks an offline uploader for per PULL_DATA_REQ. */
   readonly uploadSegment: number
   /** Offline upload requests in flight at once. */
@@ -80,6 +82,7 @@ export const defaultSettings: ServerSettings = {
   maxPullsInFlight: 256,
   maxWriteQueueBytes: 8 * 1024 * 1024,
   onlineReadahead: 4,
+  readaheadMemoryBytes: 32 * 1024 * 1024,
   uploadSegment: 32 * 1024,
   uploadWindow: 8,
   maxFileSize: 0xffffffff,

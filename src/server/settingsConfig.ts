@@ -69,6 +69,12 @@ export const settingOptions: { readonly [K in Configurable]: SettingOption<Serve
     "Blocks an online transfer asks the sender for ahead of the receiver, answered from memory when the receiver pulls them " +
       "(0: off; with --upload-window 1 the server's PDUs are exactly TeamTalk's)."
   ),
+  readaheadMemoryBytes: integer(
+    "readahead-memory",
+    0,
+    Number.MAX_SAFE_INTEGER,
+    "Bytes all online transfers together may hold read ahead; a transfer that finds none free relays pulls as they come."
+  ),
   maxConnections: integer("max-connections", 1, 10_000_000, "Client connections open at once (all client addresses together); more are refused on accept."),
   maxConnectionsPerIp: integer("max-connections-per-ip", 1, 10_000_000, "Client connections open at once from one address."),
   maxTasks: integer("max-tasks", 1, 100_000_000, "Tasks alive at once; more get result_code 1."),

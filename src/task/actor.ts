@@ -296,6 +296,7 @@ export const runTask = <S>(options: {
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
           clearTimeout(timer)
+          machine.release()
           for (const login of logins.values()) Deferred.unsafeDone(login.reply, Effect.succeed<LoginResult>({ ok: false, reason: "task has ended" }))
           for (const conn of conns.values()) conn.close("task ended")
         })

@@ -184,22 +184,32 @@ const login = (s: TaskState, e: Extract<TaskEvent, { _tag: "Login" }>): Step => 
   return [{ ...next, phase: isSender ? "WaitingReceiver" : "WaitingSender" }, commands]
 }
 
+/** Bytes a task holds or has asked for ahead of its receiver (what read-ahead costs it in memory). */
+export const aheadBytes = (s: TaskState): number => {
+  let n = 0
+  for (const p of s.ahead) n += p.size
+  return n
+}
+
 /**
  * Asks the sender for the blocks after `from`, `blockSize` each, until
- * `limits.readahead` are waiting or the file ends, skipping nothing: a block
- * already asked for (by a pull) stops the read-ahead until the next pull.
- * At most N blocks are ever held in memory (`raw`).
+ * `limits.readahead` are waiting, `allowance` bytes are ahead, or the file
+ * ends, skipping nothing: a block already asked for (by a pull) stops the
+ * read-ahead until the next pull. At most N blocks are ever held in memory (`raw`).
  */
-const readAhead = (s: TaskState, from: number, blockSize: number, limits: Limits, commands: Array<Command>): TaskState => {
+const readAhead = (s: TaskState, from: number, blockSize: number, limits: Limits, allowance: number, commands: Array<Command>): TaskState => {
   if (limits.readahead === 0 || s.sender === undefined) return s
   const ahead = [...s.ahead]
   let next = Math.max(s.aheadEnd, from)
   let live = ahead.filter((p) => !p.discard).length
+  let bytes = aheadBytes(s)
   // Blocks still coming for a pull the receiver did not make count too: at most 2N records.
   while (live < limits.readahead && ahead.length < 2 * limits.readahead && next < s.spec.fileSize) {
     const offset = next
     if (s.pulls.some((p) => p.offset === offset) || ahead.some((p) => p.offset === offset)) break
     const size = Math.min(blockSize, s.spec.fileSize - offset)
+    if (bytes + size > allowance) break
+    bytes += size
     ahead.push({ offset, size, raw: undefined, discard: false })
     commands.push({
       _tag: "SendPull",
@@ -213,7 +223,7 @@ const readAhead = (s: TaskState, from: number, blockSize: number, limits: Limits
   return { ...s, ahead, aheadEnd: next }
 }
 
-const pullReq = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullReq" }>, limits: Limits): Step => {
+const pullReq = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullReq" }>, limits: Limits, allowance: number): Step => {
   if (e.conn !== s.receiver) return violation(s, e.conn, "PULL_DATA_REQ from a party that is not the receiver")
   const { msg } = e
   if (msg.taskId !== s.spec.taskId) return violation(s, e.conn, "PULL_DATA_REQ for another task")
@@ -250,7 +260,7 @@ const pullReq = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullReq" }>, limit
     const ahead = s.ahead.filter((p) => p.raw === undefined).map((p) => (p.discard ? p : { ...p, discard: true }))
     next = { ...state, ahead, aheadEnd: msg.offset + size, pulls: [...s.pulls, { offset: msg.offset, size, seq: e.seq }] }
   }
-  return [readAhead(next, msg.offset + size, msg.dataSize, limits, commands), commands]
+  return [readAhead(next, msg.offset + size, msg.dataSize, limits, allowance, commands), commands]
 }
 
 const pullRsp = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullRsp" }>): Step => {
@@ -301,7 +311,12 @@ const fileState = (s: TaskState, e: Extract<TaskEvent, { _tag: "State" }>): Step
   return end(s, outcome, `${who} sent ${outcome === "done" ? "DONE" : outcome === "refused" ? "REFUSE" : "CANCEL"}`, commands)
 }
 
-export const step = (s: TaskState, e: TaskEvent, limits: Limits): Step => {
+/**
+ * One event. `allowance` is how many bytes the task may have ahead after it (its share of
+ * the server's read-ahead memory); read-ahead stops short of it, and resumes with the next
+ * pull when there is room again.
+ */
+export const step = (s: TaskState, e: TaskEvent, limits: Limits, allowance: number = Number.POSITIVE_INFINITY): Step => {
   if (isTerminal(s)) {
     return e._tag === "Login" ? [s, [{ _tag: "LoginRefused", conn: e.conn, seq: e.seq, reason: "task has ended" }]] : [s, []]
   }
@@ -309,7 +324,7 @@ export const step = (s: TaskState, e: TaskEvent, limits: Limits): Step => {
     case "Login":
       return login(s, e)
     case "PullReq":
-      return pullReq(s, e, limits)
+      return pullReq(s, e, limits, allowance)
     case "PullRsp":
       return pullRsp(s, e)
     case "State":

@@ -8,6 +8,7 @@ import type { Mail, TaskSummary } from "./actor.js"
 import { runTask } from "./actor.js"
 import type { TaskMachine } from "./machines.js"
 import { offlineMachine, onlineMachine } from "./machines.js"
+import { ReadaheadBudget } from "./readaheadBudget.js"
 import { OfflineStore } from "../storage/store.js"
 import type { TaskSpec } from "./spec.js"
 import { isCanonicalTaskId, shortTaskId } from "./spec.js"
@@ -79,6 +80,7 @@ export const make = Effect.gen(function* () {
   const config = yield* ServerConfig
   const store = yield* OfflineStore
   const metrics = yield* Metrics
+  const readahead = new ReadaheadBudget(config.readaheadMemoryBytes)
   const actors = yield* FiberMap.make<string, TaskSummary | undefined, never>()
   const runFork = yield* FiberSet.makeRuntime<never, void, never>()
   const tasks = new Map<
@@ -248,7 +250,7 @@ export const make = Effect.gen(function* () {
               maxBlockBytes: maxBlock(taskId),
               maxPullsInFlight: config.maxPullsInFlight,
               readahead: config.onlineReadahead
-            }))
+            }, readahead))
         : spawn(spec, offlineMachine(spec, { state: "none" }, offlineLimits(taskId)))
       yield* Effect.logInfo("task created").pipe(
         Effect.annotateLogs({

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto"
 import * as Client from "../../src/client/index.js"
 import { FileRole, FileState } from "../../src/protocol/commands.js"
 import { Pdu } from "../../src/protocol/messages.js"
-import { FROM, onlineTask, pullReqPdu, pullRspPdu, rawLogin, serveRaw, sha256, TO } from "../support/raw.js"
+import { FROM, onlineTask, pullReqPdu, pullRspPdu, rawLogin, serveRaw, sha256, statePdu, TO } from "../support/raw.js"
 import { eventually, startServer } from "../support/server.js"
 
 const BLOCK = 32 * 1024
@@ -70,6 +70,55 @@ describe("online read-ahead", () => {
       yield* eventually(() => asked.length === 5)
       expect(asked[4]).toEqual({ offset: 4 * BLOCK, size: BLOCK, seq: 0 })
       yield* Fiber.interrupt(serving)
+    })
+  )
+
+  it.scopedLive("all tasks share --readahead-memory: a task that finds none free relays pulls as they come, and reads ahead once memory is freed", () =>
+    Effect.gen(function* () {
+      const server = yield* startServer({ onlineReadahead: 4, readaheadMemoryBytes: 3 * BLOCK })
+      const data = randomBytes(10 * BLOCK)
+      const start = (asked: Array<{ offset: number; seq: number }>) =>
+        Effect.gen(function* () {
+          const taskId = yield* onlineTask(server, data.length)
+          const sender = yield* rawLogin(server, taskId, FROM, FileRole.Sender)
+          const receiver = yield* rawLogin(server, taskId, TO, FileRole.Receiver)
+          yield* receiver.expect(Pdu.State)
+          yield* Effect.forkScoped(serveRaw(sender, { taskId, data, onPull: (r) => asked.push({ offset: r.msg.offset, seq: r.seq }) }))
+          return { taskId, receiver }
+        })
+      const askedA: Array<{ offset: number; seq: number }> = []
+      const askedB: Array<{ offset: number; seq: number }> = []
+      const a = yield* start(askedA)
+      const b = yield* start(askedB)
+
+      // A takes the whole budget: its pull and three blocks ahead.
+      a.receiver.send(pullReqPdu(1, { taskId: a.taskId, userId: TO, offset: 0, dataSize: BLOCK }))
+      yield* a.receiver.expect(Pdu.PullDataRsp)
+      yield* eventually(() => askedA.length === 4)
+      // B finds none free: its pull is relayed and nothing is asked ahead.
+      b.receiver.send(pullReqPdu(1, { taskId: b.taskId, userId: TO, offset: 0, dataSize: BLOCK }))
+      const first = yield* b.receiver.expect(Pdu.PullDataRsp)
+      expect(Buffer.from(first.msg.fileData).equals(data.subarray(0, BLOCK))).toBe(true)
+      b.receiver.send(pullReqPdu(2, { taskId: b.taskId, userId: TO, offset: BLOCK, dataSize: BLOCK }))
+      const second = yield* b.receiver.expect(Pdu.PullDataRsp)
+      expect(second.seq).toBe(2)
+      expect(askedB).toEqual([
+        { offset: 0, seq: 1 },
+        { offset: BLOCK, seq: 2 }
+      ])
+
+      // A ends (its receiver cancels): its memory goes back, and B's next pull reads ahead again.
+      a.receiver.send(statePdu(3, { state: FileState.Cancel, taskId: a.taskId, userId: TO }))
+      yield* eventually(() => server.registry.size() === 1)
+      b.receiver.send(pullReqPdu(3, { taskId: b.taskId, userId: TO, offset: 2 * BLOCK, dataSize: BLOCK }))
+      yield* b.receiver.expect(Pdu.PullDataRsp)
+      yield* eventually(() => askedB.length === 6)
+      expect(askedB.slice(2)).toEqual([
+        { offset: 2 * BLOCK, seq: 3 },
+        { offset: 3 * BLOCK, seq: 0 },
+        { offset: 4 * BLOCK, seq: 0 },
+        { offset: 5 * BLOCK, seq: 0 }
+      ])
     })
   )
 

@@ -15,7 +15,7 @@ import { contiguous, Frame, frameBody, FrameDecoder } from "../../src/protocol/f
 import { decodeDataBlock } from "../../src/protocol/dataBlock.js"
 import { encodePdu, Pdu } from "../../src/protocol/messages.js"
 import type { Command, TaskEvent, TaskState } from "../../src/task/machine.js"
-import { initialState, step } from "../../src/task/machine.js"
+import { aheadBytes, initialState, step } from "../../src/task/machine.js"
 
 const TASK_ID = "3f2b8c4e-9a1d-4e6f-8b7a-0c5d2e1f4a39"
 const FROM = 11
@@ -48,15 +48,17 @@ const decodeBlock = (raw: Bytes) => Either.getOrThrow(decodeDataBlock(frameOf(co
 
 describe("online read-ahead (machine)", () => {
   it.prop(
-    "every pull is answered once, with its seq and its bytes; the blocks held ahead stay bounded",
+    "every pull is answered once, with its seq and its bytes; the blocks held ahead stay bounded, by count and by the memory allowance",
     {
       readahead: fc.integer({ min: 0, max: 4 }),
+      // The share of --readahead-memory each step may use (it changes as other tasks take and free memory).
+      allowances: fc.array(fc.oneof(fc.integer({ min: 0, max: 160 }), fc.constant(Number.POSITIVE_INFINITY)), { minLength: 1, maxLength: 8 }),
       fileSize: fc.integer({ min: 1, max: 400 }),
       block: fc.integer({ min: 1, max: 40 }),
       window: fc.integer({ min: 1, max: 4 }),
       actions: fc.array(actionArb, { maxLength: 80 })
     },
-    ({ readahead, fileSize, block: firstBlock, window, actions }) => {
+    ({ actions, allowances, block: firstBlock, fileSize, readahead, window }) => {
       const limits = { maxBlockBytes: 64, maxPullsInFlight: 8, readahead }
       let state: TaskState = initialState({
         taskId: TASK_ID,
@@ -75,8 +77,13 @@ describe("online read-ahead (machine)", () => {
       let nextOffset = 0
       let block = firstBlock
 
+      let steps = 0
       const apply = (event: TaskEvent) => {
-        const [next, commands] = step(state, event, limits)
+        const allowance = allowances[steps++ % allowances.length]!
+        const before = aheadBytes(state)
+        const [next, commands] = step(state, event, limits, allowance)
+        // Read-ahead never takes the task past its allowance (what it held already may stay).
+        expect(aheadBytes(next)).toBeLessThanOrEqual(Math.max(allowance, before))
         state = next
         for (const c of commands) handle(c)
         expect(state.phase).not.toBe("Ended")
