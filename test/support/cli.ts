@@ -32,13 +32,13 @@ const collect = (child: ChildProcess): Effect.Effect<CliResult> => {
 }
 
 /**
- * Starts `node dist/src/cli/main.js ...args` with `env` added to the environment (TTFS_* variables are only those
+ * Starts `node ...args` in the repository with `env` added to the environment (TTFS_* variables are only those
  * of `env`); it is killed when the scope closes if it still runs.
  */
-export const spawnCli = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}): Effect.Effect<CliProcess, never, Scope.Scope> =>
+export const spawnNode = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}): Effect.Effect<CliProcess, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child = spawn(process.execPath, [cliPath, ...args], { cwd: repoRoot, env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] })
+      const child = spawn(process.execPath, args, { cwd: repoRoot, env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] })
       return { process: child, result: collect(child) }
     }),
     ({ process: child }) =>
@@ -47,9 +47,17 @@ export const spawnCli = (args: ReadonlyArray<string>, env: Readonly<Record<strin
       })
   )
 
+/** Starts `node dist/src/cli/main.js ...args`, as spawnNode. */
+export const spawnCli = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}): Effect.Effect<CliProcess, never, Scope.Scope> =>
+  spawnNode([cliPath, ...args], env)
+
+/** Runs `node ...args` to completion: stdout and stderr are pipes (not a terminal). */
+export const runNode = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}): Effect.Effect<CliResult> =>
+  Effect.scoped(Effect.flatMap(spawnNode(args, env), (p) => p.result))
+
 /** Runs the CLI to completion: stdout and stderr are pipes (not a terminal). */
 export const runCli = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}): Effect.Effect<CliResult> =>
-  Effect.scoped(Effect.flatMap(spawnCli(args, env), (p) => p.result))
+  runNode([cliPath, ...args], env)
 
 /** util-linux `script` runs a command on a pseudo-terminal; without it the terminal test is skipped. */
 export const hasScript = spawnSync("sh", ["-c", "command -v script"]).status === 0

@@ -32,7 +32,7 @@ export interface Daemon {
 }
 
 /** A port free on 127.0.0.1 now (the kernel's pick, released at once). */
-const freePort = Effect.async<number, Error>((resume) => {
+export const freePort = Effect.async<number, Error>((resume) => {
   const server = createServer()
   server.once("error", (e) => resume(Effect.fail(e)))
   server.listen(0, "127.0.0.1", () => {
