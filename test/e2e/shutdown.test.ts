@@ -139,10 +139,15 @@ describe("daemon shutdown (SIGTERM/SIGINT)", () => {
     })
   )
 
-  it.scopedLive("while draining, new connections to both ports are refused and task creation gets result_code 1", () =>
+  it.scopedLive("while draining, /readyz says 503, new connections to both ports are refused and task creation gets result_code 1", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir
-      const daemon = yield* startDaemon(["--data-dir", join(dir, "data"), "--drain-timeout", NEVER])
+      const daemon = yield* startDaemon(["--data-dir", join(dir, "data"), "--drain-timeout", NEVER], { admin: true })
+      const readyz = Effect.promise(async () => {
+        const res = await fetch(`http://127.0.0.1:${daemon.adminPort}/readyz`)
+        return { status: res.status, body: await res.text() }
+      })
+      expect((yield* readyz).status).toBe(200)
       const taskId = yield* createTask(daemon, 100, TransferMode.Online)
       const link = yield* Client.connectMsgLink(msgOf(daemon))
       // A party connected holds the drain.
@@ -150,6 +155,8 @@ describe("daemon shutdown (SIGTERM/SIGINT)", () => {
 
       signalDaemon(daemon, "SIGINT")
       yield* logged(daemon, "draining")
+      // Load balancers see the daemon leave while it still serves what is in flight.
+      expect(yield* readyz).toEqual({ status: 503, body: "draining\n" })
       for (const address of [clientOf(daemon), msgOf(daemon)]) {
         const error = yield* Effect.scoped(Client.connect(address)).pipe(Effect.flip)
         expect(error.message).toContain("ECONNREFUSED")
