@@ -165,6 +165,8 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
       Effect.annotateLogs({
         reason: conn.closeReason() ?? "peer closed",
         durationMs: Date.now() - startedAt,
+        bytesIn: socket.bytesRead,
+        bytesOut: socket.bytesWritten,
         ...(logUnknown.count() > 0 ? { unexpectedPdus: logUnknown.count() } : {}),
         ...(session ? { task: shortTaskId(session.task.spec.taskId), user: session.userId, role: roleName(session.role) } : {})
       })

@@ -1,4 +1,4 @@
-import { Layer, Logger, LogLevel } from "effect"
+import { HashMap, Layer, Logger, LogLevel } from "effect"
 
 export type LogLevelName = "debug" | "info" | "warning" | "error"
 
@@ -9,6 +9,23 @@ const levels: Record<LogLevelName, LogLevel.LogLevel> = {
   error: LogLevel.Error
 }
 
-/** Logs on stdout: one JSON object per line for machines, readable lines on a terminal. */
+/** A task id (a UUID) anywhere in a string: in a file path of an error message, say. */
+const TASK_ID = /\b([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi
+
+/** Whoever holds a full task id can download its file: logs show its first 8 characters only. */
+export const redactTaskIds = (value: unknown): unknown => (typeof value === "string" ? value.replace(TASK_ID, "$1") : value)
+
+/** `logger` with every task id in its messages and annotations shortened. */
+export const redacting = <O>(logger: Logger.Logger<unknown, O>): Logger.Logger<unknown, O> =>
+  Logger.mapInputOptions(logger, (options) => ({
+    ...options,
+    message: Array.isArray(options.message) ? options.message.map(redactTaskIds) : redactTaskIds(options.message),
+    annotations: HashMap.map(options.annotations, redactTaskIds)
+  }))
+
+/** Logs on stdout: one JSON object per line for machines, readable lines on a terminal; task ids shortened. */
 export const loggerLayer = (level: LogLevelName, pretty: boolean = process.stdout.isTTY === true) =>
-  Layer.merge(pretty ? Logger.pretty : Logger.json, Logger.minimumLogLevel(levels[level]))
+  Layer.merge(
+    Logger.replace(Logger.defaultLogger, pretty ? redacting(Logger.prettyLogger()) : Logger.withConsoleLog(redacting(Logger.jsonLogger))),
+    Logger.minimumLogLevel(levels[level])
+  )

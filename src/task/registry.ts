@@ -120,6 +120,9 @@ export const make = Effect.gen(function* () {
       Effect.tap(() => recordTaskEnd(metrics, summary.spec.mode, summary.outcome, ran ? summary.durationMs : undefined)),
       Effect.annotateLogs({
         task: shortTaskId(summary.spec.taskId),
+        mode: summary.spec.mode === TransferMode.Online ? "online" : "offline",
+        fromUser: summary.spec.fromUserId,
+        toUser: summary.spec.toUserId,
         outcome: summary.outcome,
         reason: summary.reason,
         bytes: summary.bytes,
@@ -127,7 +130,6 @@ export const make = Effect.gen(function* () {
       })
     )
 
-  /** Starts the actor of a task and makes it findable. */
   /**
    * Makes a task findable. Its actor fiber starts with the first mail (a login): a task
    * nobody ever joins costs a mailbox and a timer, not a fiber, and ends at its deadline.
