@@ -40,6 +40,8 @@ export interface ServerSettings {
   readonly uploadSegment: number
   /** Offline upload requests in flight at once. */
   readonly uploadWindow: number
+  /** Bytes of upload blocks all offline uploads together may have asked for and not stored yet. */
+  readonly uploadMemoryBytes: number
   /** Largest file a task may announce (the protocol's limit is 4 GiB - 1). */
   readonly maxFileSize: number
   /** Bytes all offline files (stored, uploading or announced) may take in total. */
@@ -85,6 +87,7 @@ export const defaultSettings: ServerSettings = {
   readaheadMemoryBytes: 32 * 1024 * 1024,
   uploadSegment: 32 * 1024,
   uploadWindow: 8,
+  uploadMemoryBytes: 32 * 1024 * 1024,
   maxFileSize: 0xffffffff,
   maxStoreBytes: Number.POSITIVE_INFINITY,
   maxUserStoreBytes: Number.POSITIVE_INFINITY,

@@ -83,6 +83,12 @@ export const settingOptions: { readonly [K in Configurable]: SettingOption<Serve
   // The upper bound depends on --max-frame-bytes: checked below, once both are known.
   uploadSegment: integer("upload-segment", 1, MAX_FRAME_BYTES, "Bytes the server asks an offline uploader for per pull (at most what one frame can carry)."),
   uploadWindow: integer("upload-window", 1, 1024, "Offline upload pulls in flight at once (1: TeamTalk's stop-and-wait)."),
+  uploadMemoryBytes: integer(
+    "upload-memory",
+    0,
+    Number.MAX_SAFE_INTEGER,
+    "Bytes of upload blocks all offline uploads together may have asked for and not stored yet; an upload that finds none free asks for one block at a time."
+  ),
   maxFileSize: integer("max-file-size", 0, 0xffffffff, "Largest file a task may announce, in bytes; larger requests get result_code 1."),
   maxStoreBytes: option(
     "max-store-bytes",

@@ -1,8 +1,8 @@
 import type { Command, Limits, TaskEvent, TaskState } from "./machine.js"
 import { aheadBytes, initialState, isTerminal, step } from "./machine.js"
 import type { OfflineLimits, OfflineState } from "./offlineMachine.js"
-import { initialOfflineState, isOfflineTerminal, parties, stepOffline } from "./offlineMachine.js"
-import type { ReadaheadBudget } from "./readaheadBudget.js"
+import { initialOfflineState, isOfflineTerminal, outstandingBytes, parties, stepOffline } from "./offlineMachine.js"
+import type { MemoryBudget } from "./memoryBudget.js"
 import type { TaskSpec } from "./spec.js"
 
 /** A pure machine as the actor drives it, whichever transfer mode it implements. */
@@ -19,35 +19,47 @@ export interface TaskMachine<S> {
   readonly release: () => void
 }
 
-/** An online task; its read-ahead draws on `budget`, shared by all online tasks. */
-export const onlineMachine = (spec: TaskSpec, limits: Limits, budget: ReadaheadBudget): TaskMachine<TaskState> => {
-  let held = 0
+/**
+ * Steps `pure` with the task's share of `budget` (what is free plus what it holds), and
+ * records what it holds after each step (`held` of the new state).
+ */
+const drawingOn = <S>(
+  budget: MemoryBudget,
+  pure: (s: S, e: TaskEvent, allowance: number) => readonly [S, ReadonlyArray<Command>],
+  held: (s: S) => number
+) => {
+  let holding = 0
   return {
-    initial: initialState(spec),
-    step: (s, e) => {
-      const result = step(s, e, limits, budget.allowance(held))
-      const now = aheadBytes(result[0])
-      budget.change(held, now)
-      held = now
+    step: (s: S, e: TaskEvent) => {
+      const result = pure(s, e, budget.allowance(holding))
+      const now = held(result[0])
+      budget.change(holding, now)
+      holding = now
       return result
     },
-    isTerminal,
-    view: (s) => ({ phase: s.phase, bytes: s.bytesRelayed, parties: (s.sender === undefined ? 0 : 1) + (s.receiver === undefined ? 0 : 1) }),
     release: () => {
-      budget.change(held, 0)
-      held = 0
+      budget.change(holding, 0)
+      holding = 0
     }
   }
 }
 
+/** An online task; its read-ahead draws on `budget`, shared by all online tasks. */
+export const onlineMachine = (spec: TaskSpec, limits: Limits, budget: MemoryBudget): TaskMachine<TaskState> => ({
+  initial: initialState(spec),
+  ...drawingOn(budget, (s: TaskState, e, allowance) => step(s, e, limits, allowance), aheadBytes),
+  isTerminal,
+  view: (s) => ({ phase: s.phase, bytes: s.bytesRelayed, parties: (s.sender === undefined ? 0 : 1) + (s.receiver === undefined ? 0 : 1) })
+})
+
 export const offlineMachine = (
   spec: TaskSpec,
   stored: Parameters<typeof initialOfflineState>[1],
-  limits: OfflineLimits
+  limits: OfflineLimits,
+  budget: MemoryBudget
 ): TaskMachine<OfflineState> => ({
   initial: initialOfflineState(spec, stored),
-  step: (s, e) => stepOffline(s, e, limits),
+  ...drawingOn(budget, (s: OfflineState, e, allowance) => stepOffline(s, e, limits, allowance), outstandingBytes),
   isTerminal: isOfflineTerminal,
-  view: (s) => ({ phase: s.phase, bytes: s.bytesStored + s.bytesServed, parties: parties(s) }),
-  release: () => {}
+  view: (s) => ({ phase: s.phase, bytes: s.bytesStored + s.bytesServed, parties: parties(s) })
 })

@@ -57,6 +57,11 @@ export interface OfflineLimits {
   readonly uploadSegment: number
   /** Upload requests in flight at once. */
   readonly uploadWindow: number
+  /**
+   * Bytes of upload blocks the task may have asked for and not yet stored, now (its share of
+   * --upload-memory); one block is always asked for, so an upload never stalls for want of it.
+   */
+  readonly uploadAllowance?: number
   readonly deleteAfterDownload: boolean
 }
 
@@ -100,13 +105,24 @@ const end = (s: OfflineState, outcome: Outcome, reason: string, commands: Array<
   ]
 }
 
-/** Asks the uploader for blocks until the window is full or the whole file has been asked for. */
+/** Bytes of upload blocks asked for and not stored yet (held in memory once they arrive). */
+export const outstandingBytes = (s: OfflineState): number => {
+  let n = 0
+  for (const o of s.outstanding) n += o.size
+  return n
+}
+
+/** Asks the uploader for blocks until the window or the allowance is full, or the whole file has been asked for. */
 const fillWindow = (s: OfflineState, limits: OfflineLimits, commands: Array<Command>): OfflineState => {
   if (s.uploader === undefined) return s
   let requested = s.requested
   const outstanding = [...s.outstanding]
+  const allowance = limits.uploadAllowance ?? Number.POSITIVE_INFINITY
+  let held = outstandingBytes(s)
   while (outstanding.length < limits.uploadWindow && requested < s.spec.fileSize) {
     const size = Math.min(limits.uploadSegment, s.spec.fileSize - requested)
+    if (outstanding.length > 0 && held + size > allowance) break
+    held += size
     commands.push({ _tag: "RequestBlock", to: s.uploader, offset: requested, size })
     outstanding.push({ offset: requested, size })
     requested += size
@@ -347,11 +363,11 @@ const inner = (s: OfflineState, e: TaskEvent, limits: OfflineLimits): Step => {
 export const isOfflineTerminal = (s: OfflineState): boolean => s.phase === "Ended"
 
 /** Offline transitions; the idle timer runs exactly while nobody is connected (and the task is not over). */
-export const stepOffline = (s: OfflineState, e: TaskEvent, limits: OfflineLimits): Step => {
+export const stepOffline = (s: OfflineState, e: TaskEvent, limits: OfflineLimits, allowance?: number): Step => {
   if (isOfflineTerminal(s)) {
     return e._tag === "Login" ? [s, [{ _tag: "LoginRefused", conn: e.conn, seq: e.seq, reason: "task has ended" }]] : [s, []]
   }
-  const [next, commands] = inner(s, e, limits)
+  const [next, commands] = inner(s, e, allowance === undefined ? limits : { ...limits, uploadAllowance: allowance })
   if (isOfflineTerminal(next)) return [next, [...commands, { _tag: "DisarmIdleTimer" }]]
   const before = parties(s)
   const after = parties(next)

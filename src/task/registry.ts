@@ -8,7 +8,7 @@ import type { Mail, TaskSummary } from "./actor.js"
 import { runTask } from "./actor.js"
 import type { TaskMachine } from "./machines.js"
 import { offlineMachine, onlineMachine } from "./machines.js"
-import { ReadaheadBudget } from "./readaheadBudget.js"
+import { MemoryBudget } from "./memoryBudget.js"
 import { OfflineStore } from "../storage/store.js"
 import type { TaskSpec } from "./spec.js"
 import { isCanonicalTaskId, shortTaskId } from "./spec.js"
@@ -80,7 +80,9 @@ export const make = Effect.gen(function* () {
   const config = yield* ServerConfig
   const store = yield* OfflineStore
   const metrics = yield* Metrics
-  const readahead = new ReadaheadBudget(config.readaheadMemoryBytes)
+  // Memory tasks may hold on behalf of their peers, each kind within its budget however many tasks run.
+  const readahead = new MemoryBudget(config.readaheadMemoryBytes)
+  const uploads = new MemoryBudget(config.uploadMemoryBytes)
   const actors = yield* FiberMap.make<string, TaskSummary | undefined, never>()
   const runFork = yield* FiberSet.makeRuntime<never, void, never>()
   const tasks = new Map<
@@ -253,7 +255,7 @@ export const make = Effect.gen(function* () {
               maxPullsInFlight: config.maxPullsInFlight,
               readahead: config.onlineReadahead
             }, readahead))
-        : spawn(spec, offlineMachine(spec, { state: "none" }, offlineLimits(taskId)))
+        : spawn(spec, offlineMachine(spec, { state: "none" }, offlineLimits(taskId), uploads))
       yield* Effect.logInfo("task created").pipe(
         Effect.annotateLogs({
           task: shortTaskId(taskId),
@@ -311,7 +313,7 @@ export const make = Effect.gen(function* () {
                 Effect.zipRight(
                   spawn(
                     spec,
-                    offlineMachine(spec, stored.state === "partial" ? { state: "partial", received: stored.received } : { state: "complete" }, offlineLimits(taskId))
+                    offlineMachine(spec, stored.state === "partial" ? { state: "partial", received: stored.received } : { state: "complete" }, offlineLimits(taskId), uploads)
                   )
                 )
               )

@@ -215,6 +215,46 @@ describe("offline round trip (raw uploader and downloader)", () => {
   )
 })
 
+describe("offline uploads share --upload-memory", () => {
+  it.scopedLive("an upload that finds the budget used asks for one block at a time, never none; both files arrive exactly", () =>
+    Effect.gen(function* () {
+      const server = yield* startServer({ uploadWindow: 4, uploadSegment: 10_000, uploadMemoryBytes: 30_000 })
+      const size = 80_000
+      const dataA = randomBytes(size)
+      const dataB = randomBytes(size)
+      const taskA = yield* offlineTask(server, size)
+      const taskB = yield* offlineTask(server, size)
+      // A takes the whole budget: three requests, not four.
+      const a = yield* rawLogin(server, taskA, FROM, FileRole.Uploader)
+      const firstA = [yield* a.expect(Pdu.PullDataReq), yield* a.expect(Pdu.PullDataReq), yield* a.expect(Pdu.PullDataReq)]
+      yield* a.expectQuiet(150)
+      expect(firstA.map((r) => r.msg.offset)).toEqual([0, 10_000, 20_000])
+      // B finds none free: still one request, so it is never stuck.
+      const b = yield* rawLogin(server, taskB, FROM, FileRole.Uploader)
+      const firstB = yield* b.expect(Pdu.PullDataReq)
+      yield* b.expectQuiet(150)
+      expect(firstB.msg.offset).toBe(0)
+      // B's block stored: one more, still one at a time while A holds the rest.
+      b.send(pullRspPdu(1, { taskId: taskB, userId: FROM, offset: 0, fileData: dataB.subarray(0, 10_000) }))
+      const secondB = yield* b.expect(Pdu.PullDataReq)
+      yield* b.expectQuiet(150)
+      expect(secondB.msg.offset).toBe(10_000)
+      // Both complete, exactly, each answering what it is asked.
+      for (const r of firstA) a.send(pullRspPdu(2, { taskId: taskA, userId: FROM, offset: r.msg.offset, fileData: dataA.subarray(r.msg.offset, r.msg.offset + r.msg.dataSize) }))
+      b.send(pullRspPdu(2, { taskId: taskB, userId: FROM, offset: 10_000, fileData: dataB.subarray(10_000, 20_000) }))
+      const [restA, restB] = yield* Effect.all([answerPulls(a, taskA, dataA), answerPulls(b, taskB, dataB)], { concurrency: 2 })
+      expectDone(restA.final, taskA)
+      expectDone(restB.final, taskB)
+      for (const [taskId, data] of [[taskA, dataA], [taskB, dataB]] as const) {
+        const down = yield* Client.connect(server.client)
+        const sink = Client.memorySink()
+        yield* Client.downloadFile(down, { taskId, userId: TO, sink, size })
+        expect(sha256(sink.bytes())).toBe(sha256(data))
+      }
+    })
+  )
+})
+
 describe("offline files on disk", () => {
   it.scopedLive("after upload: <dataDir>/offline_file/<2 chars>/<taskId>, 960 + size bytes, header fields, sha256 sidecar, no .part", () =>
     Effect.gen(function* () {

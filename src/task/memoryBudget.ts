@@ -1,15 +1,15 @@
 /**
- * The read-ahead memory all online tasks share (--readahead-memory). Each task
- * may hold ahead what is free plus what it holds already, so the total stays
- * within the budget however many tasks there are; a task that gets no room
- * relays its receiver's pulls as they come, as TeamTalk does.
+ * Memory that all tasks of one kind share: online read-ahead (--readahead-memory), offline
+ * upload windows (--upload-memory). Each task may hold what is free plus what it holds
+ * already, so the total stays within the budget however many tasks there are; a task that
+ * gets no room falls back to one block at a time, as TeamTalk works.
  */
-export class ReadaheadBudget {
+export class MemoryBudget {
   private used = 0
 
   constructor(readonly totalBytes: number) {}
 
-  /** Bytes held ahead by every task now. */
+  /** Bytes held by every task now. */
   get usedBytes(): number {
     return this.used
   }
