@@ -87,6 +87,15 @@ const readMeta = (path: string) =>
  * `<task id>.json` our metadata (sha256 included). docs/storage.md has the
  * crash-safety argument.
  */
+/** `pieces` without their first `n` bytes. */
+export const dropBytes = (pieces: ReadonlyArray<Uint8Array>, n: number): ReadonlyArray<Uint8Array> => {
+  let i = 0
+  let left = n
+  while (i < pieces.length && left >= pieces[i]!.length) left -= pieces[i++]!.length
+  if (i === pieces.length) return []
+  return left === 0 ? pieces.slice(i) : [pieces[i]!.subarray(left), ...pieces.slice(i + 1)]
+}
+
 export const make = Effect.gen(function* () {
   const { dataDir } = yield* ServerConfig
   const root = join(dataDir, "offline_file")
@@ -141,15 +150,13 @@ export const make = Effect.gen(function* () {
           const pieces = block instanceof Uint8Array ? [block] : block
           return io(`write ${p.part}`, async () => {
             let at = HEADER_BYTES + position
-            for (const data of pieces) {
-              // A write may take fewer bytes than given (a disk nearly full): carry on until all are in.
-              let done = 0
-              while (done < data.length) {
-                const { bytesWritten } = await handle.write(data, done, data.length - done, at + done)
-                if (bytesWritten === 0) throw new Error("the disk took no bytes")
-                done += bytesWritten
-              }
-              at += data.length
+            let rest = pieces.filter((piece) => piece.length > 0)
+            // One writev for the whole batch; a short write (a disk nearly full) carries on with what is left.
+            while (rest.length > 0) {
+              const { bytesWritten } = await handle.writev(rest as Array<Uint8Array>, at)
+              if (bytesWritten === 0) throw new Error("the disk took no bytes")
+              at += bytesWritten
+              rest = dropBytes(rest, bytesWritten)
             }
           }).pipe(
             Effect.map(() => {

@@ -109,6 +109,23 @@ export const runTask = <S>(options: {
 
       const storeFailure = (e: { readonly message: string }): TaskEvent => ({ _tag: "UploadFailed", reason: e.message })
 
+      /**
+       * Upload blocks the machine has stored, in order, not yet written: the blocks of one
+       * batch go to disk in one write (one thread-pool round trip instead of one per block).
+       */
+      let unstored: Array<Buffer> = []
+      const storePending: Effect.Effect<TaskEvent | undefined> = Effect.suspend(() => {
+        if (unstored.length === 0) return Effect.succeed(undefined)
+        const pieces = unstored
+        unstored = []
+        if (!upload?.writer) return Effect.succeed(storeFailure({ message: "no upload is open" }))
+        return upload.writer.write(pieces).pipe(
+          Effect.tap(() => metrics.storedBytes.inc(bytesLength(pieces))),
+          Effect.as(undefined),
+          Effect.catchAll((e) => Effect.succeed(storeFailure(e)))
+        )
+      })
+
       /** Sync commands are carried out here and return nothing; the others return the effect to await. */
       const run = (command: Command): Effect.Effect<TaskEvent | undefined> | undefined => {
         switch (command._tag) {
@@ -168,6 +185,7 @@ export const runTask = <S>(options: {
           case "OpenUpload":
             return Effect.gen(function* () {
               yield* closeUpload
+              unstored = []
               const scope = yield* Scope.fork(taskScope, ExecutionStrategy.sequential)
               upload = { scope, writer: undefined }
               const uploadedAt = yield* Clock.currentTimeMillis
@@ -186,18 +204,15 @@ export const runTask = <S>(options: {
               return { _tag: "UploadOpened", received: writer.received } satisfies TaskEvent
             }).pipe(Effect.catchAll((e) => Effect.succeed(storeFailure(e))))
           case "StoreBlock":
-            return Effect.suspend(() =>
-              upload?.writer
-                ? upload.writer.write(command.data).pipe(
-                    Effect.tap(() => metrics.storedBytes.inc(bytesLength(command.data))),
-                    Effect.as(undefined),
-                    Effect.catchAll((e) => Effect.succeed(storeFailure(e)))
-                  )
-                : Effect.succeed(storeFailure({ message: "no upload is open" }))
-            )
+            if (!upload?.writer) return Effect.succeed(storeFailure({ message: "no upload is open" }))
+            // Written with the others of this batch, in one write (storePending).
+            for (const piece of command.data) unstored.push(piece)
+            return undefined
           case "FinishUpload":
-            return Effect.suspend(() =>
-              upload?.writer
+            return storePending.pipe(Effect.flatMap((failed) =>
+              failed !== undefined
+                ? Effect.succeed(failed)
+                : upload?.writer
                 ? upload.writer.finish.pipe(
                     Effect.tap((sha256) => Effect.logInfo("upload stored").pipe(Effect.annotateLogs({ bytes: spec.fileSize, sha256 }))),
                     Effect.tap(() => metrics.transfersCompleted.upload.inc()),
@@ -205,9 +220,10 @@ export const runTask = <S>(options: {
                     Effect.catchAll((e) => Effect.succeed(storeFailure(e)))
                   )
                 : Effect.succeed(storeFailure({ message: "no upload is open" }))
-            )
+            ))
           case "CloseUpload":
-            return closeUpload.pipe(Effect.as(undefined))
+            // What arrived in order is kept for a resume.
+            return storePending.pipe(Effect.zipRight(closeUpload), Effect.as(undefined))
           case "ServeBlock":
             // Nobody to read it for any more (the downloader was cut off or closed).
             if (conns.get(command.to)?.isClosing() !== false) return undefined
@@ -316,6 +332,8 @@ export const runTask = <S>(options: {
             break
           }
         }
+        const failed = yield* storePending
+        if (failed !== undefined) yield* handle(failed) ?? Effect.void
         yield* flushWrites
         options.onState(state)
       }

@@ -320,3 +320,16 @@ describe("disk store: exits and large files", () => {
     })
   )
 })
+
+describe("dropBytes (what a short writev leaves to write)", () => {
+  it.prop(
+    "leaves exactly the bytes after the first n, in order",
+    { pieces: fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 6 }), cut: fc.nat() },
+    ({ cut, pieces }) => {
+      const whole = Buffer.concat(pieces)
+      const n = cut % (whole.length + 1)
+      const rest = DiskStore.dropBytes(pieces, n)
+      expect(Buffer.concat(rest).equals(whole.subarray(n))).toBe(true)
+    }
+  )
+})
