@@ -150,7 +150,7 @@ export const make = Effect.gen(function* () {
           const pieces = block instanceof Uint8Array ? [block] : block
           return io(`write ${p.part}`, async () => {
             let at = HEADER_BYTES + position
-            let rest = pieces.filter((piece) => piece.length > 0)
+            let rest: ReadonlyArray<Uint8Array> = pieces.filter((piece) => piece.length > 0)
             // One writev for the whole batch; a short write (a disk nearly full) carries on with what is left.
             while (rest.length > 0) {
               const { bytesWritten } = await handle.writev(rest as Array<Uint8Array>, at)
