@@ -59,6 +59,18 @@ export const duration: ValueKind<number> = {
   }
 }
 
+/** Node's timers take at most 2^31 - 1 ms (about 24.8 days); a longer delay would fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** A duration that runs as a timer: at most MAX_TIMER_MS. */
+export const timerDuration: ValueKind<number> = {
+  read: (text) =>
+    Either.flatMap(duration.read(text), (ms) =>
+      ms <= MAX_TIMER_MS ? Either.right(ms) : Either.left(`"${text}" is longer than a timer can wait (at most 24d)`)
+    ),
+  show: duration.show
+}
+
 const hostProblem = (h: string): string | undefined => (h === "" || /[\s/]/.test(h) ? `"${h}" is not a host address` : undefined)
 
 export const host: ValueKind<string> = {

@@ -39,6 +39,8 @@ const option = <A>(
 
 const integer = (name: string, min: number, max: number, description: string) => option(name, "integer", Value.integerIn(min, max), description)
 const duration = (name: string, description: string) => option(name, "text", Value.duration, description)
+/** A duration that runs as a timer (Node's timers wait at most about 24.8 days). */
+const timer = (name: string, description: string) => option(name, "text", Value.timerDuration, description)
 
 /** Every setting a user can give; the two left out (pulls in flight, sweep interval) are fixed. */
 type Configurable = Exclude<keyof ServerSettings, "maxPullsInFlight" | "sweepIntervalMs">
@@ -57,11 +59,11 @@ export const settingOptions: { readonly [K in Configurable]: SettingOption<Serve
   ),
   dataDir: option("data-dir", "text", Value.nonEmptyText, "Directory for server state (created if missing); offline files live in offline_file/ under it."),
   // Its file key, TaskTimeout, is TeamTalk's already.
-  taskTimeoutMs: duration("task-timeout", "How long a task may have nobody connected before it ends (seconds, or with a unit)."),
+  taskTimeoutMs: timer("task-timeout", "How long a task may have nobody connected before it ends (seconds, or with a unit)."),
   maxFrameBytes: integer("max-frame-bytes", MIN_FRAME_BYTES, MAX_FRAME_BYTES, "Largest PDU accepted, header included; a longer length closes the connection."),
-  loginTimeoutMs: duration("login-timeout", "How long a client connection has to log in."),
-  clientIdleTimeoutMs: duration("idle-timeout", "Silence after which a client connection is closed (clients heartbeat every 30 s)."),
-  msgIdleTimeoutMs: duration("msg-idle-timeout", "Silence after which a msg_server link is closed (msg_server heartbeats every 5 s)."),
+  loginTimeoutMs: timer("login-timeout", "How long a client connection has to log in."),
+  clientIdleTimeoutMs: timer("idle-timeout", "Silence after which a client connection is closed (clients heartbeat every 30 s)."),
+  msgIdleTimeoutMs: timer("msg-idle-timeout", "Silence after which a msg_server link is closed (msg_server heartbeats every 5 s)."),
   onlineReadahead: integer(
     "online-readahead",
     0,
@@ -108,7 +110,7 @@ export const settingOptions: { readonly [K in Configurable]: SettingOption<Serve
   logLevel: option("log-level", { choices: LOG_LEVELS }, Value.oneOf(LOG_LEVELS), "Least severe log level written to stdout."),
   adminHost: option("admin-host", "text", Value.host, "Address of the admin HTTP port (/healthz, /readyz, /metrics, /tasks)."),
   adminPort: option("admin-port", "integer", Value.port, "Admin HTTP port; 0 turns it off."),
-  drainTimeoutMs: duration("drain-timeout", "On SIGTERM/SIGINT, how long transfers in flight may finish before the rest are cancelled.")
+  drainTimeoutMs: timer("drain-timeout", "On SIGTERM/SIGINT, how long transfers in flight may finish before the rest are cancelled.")
 }
 
 /** The table as a list, each with its default shown as text. */

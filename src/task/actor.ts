@@ -222,8 +222,14 @@ export const runTask = <S>(options: {
                 : Effect.succeed(storeFailure({ message: "no upload is open" }))
             ))
           case "CloseUpload":
-            // What arrived in order is kept for a resume.
-            return storePending.pipe(Effect.zipRight(closeUpload), Effect.as(undefined))
+            // What arrived in order is kept for a resume (what could not be written is cut on the next open).
+            return storePending.pipe(
+              Effect.tap((failed) =>
+                failed?._tag === "UploadFailed" ? Effect.logWarning("upload blocks not written").pipe(Effect.annotateLogs({ reason: failed.reason })) : Effect.void
+              ),
+              Effect.zipRight(closeUpload),
+              Effect.as(undefined)
+            )
           case "ServeBlock":
             // Nobody to read it for any more (the downloader was cut off or closed).
             if (conns.get(command.to)?.isClosing() !== false) return undefined
@@ -308,12 +314,25 @@ export const runTask = <S>(options: {
         written.clear()
       })
 
-      // However the task stops (ended, or interrupted with the server), nobody is left hanging.
+      const refused: LoginResult = { ok: false, reason: "task has ended" }
+      // However the task stops (ended, interrupted with the server, or by a defect), nobody is
+      // left hanging: the mailbox takes no more mail, and logins still in it are refused.
       yield* Effect.addFinalizer(() =>
-        Effect.sync(() => {
+        Effect.gen(function* () {
           clearTimeout(timer)
           machine.release()
-          for (const login of logins.values()) Deferred.unsafeDone(login.reply, Effect.succeed<LoginResult>({ ok: false, reason: "task has ended" }))
+          mailbox.unsafeDone(Exit.void)
+          for (;;) {
+            const left = yield* mailbox.clear
+            if (Chunk.isEmpty(left)) break
+            for (const mail of left) {
+              if (mail._tag !== "Login") continue
+              Deferred.unsafeDone(mail.reply, Effect.succeed(refused))
+              mail.connection.close("task has ended")
+            }
+          }
+          yield* mailbox.shutdown
+          for (const login of logins.values()) Deferred.unsafeDone(login.reply, Effect.succeed(refused))
           for (const conn of conns.values()) conn.close("task ended")
         })
       )

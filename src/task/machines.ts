@@ -1,7 +1,7 @@
 import type { Command, Limits, TaskEvent, TaskState } from "./machine.js"
 import { aheadBytes, initialState, isTerminal, step } from "./machine.js"
 import type { OfflineLimits, OfflineState } from "./offlineMachine.js"
-import { initialOfflineState, isOfflineTerminal, outstandingBytes, parties, stepOffline } from "./offlineMachine.js"
+import { initialOfflineState, isOfflineTerminal, outstandingBytes, partiesInFlight, stepOffline } from "./offlineMachine.js"
 import type { MemoryBudget } from "./memoryBudget.js"
 import type { TaskSpec } from "./spec.js"
 
@@ -61,5 +61,5 @@ export const offlineMachine = (
   initial: initialOfflineState(spec, stored),
   ...drawingOn(budget, (s: OfflineState, e, allowance) => stepOffline(s, e, limits, allowance), outstandingBytes),
   isTerminal: isOfflineTerminal,
-  view: (s) => ({ phase: s.phase, bytes: s.bytesStored + s.bytesServed, parties: parties(s) })
+  view: (s) => ({ phase: s.phase, bytes: s.bytesStored + s.bytesServed, parties: partiesInFlight(s) })
 })

@@ -93,6 +93,9 @@ export const initialOfflineState = (
 /** The uploader (also while its login waits for the store) and the downloaders. */
 export const parties = (s: OfflineState) => (s.uploader !== undefined ? 1 : 0) + (s.pendingLogin !== undefined ? 1 : 0) + s.downloaders.length
 
+/** The parties with a transfer still going: a downloader that was sent the end and DONE is done, connected or not. */
+export const partiesInFlight = (s: OfflineState) => parties(s) - s.downloaders.filter((c) => s.finished.includes(c)).length
+
 const end = (s: OfflineState, outcome: Outcome, reason: string, commands: Array<Command>): Step => {
   for (const conn of [s.uploader, s.pendingLogin?.conn, ...s.downloaders]) {
     if (conn !== undefined) commands.push({ _tag: "Close", conn, reason })

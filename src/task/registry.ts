@@ -13,6 +13,9 @@ import { OfflineStore } from "../storage/store.js"
 import type { TaskSpec } from "./spec.js"
 import { isCanonicalTaskId, shortTaskId } from "./spec.js"
 
+/** How long tasks get to end on Shutdown before they are interrupted. */
+const SHUTDOWN_GRACE_MS = 5000
+
 /** Mail a task holds before connections posting to it wait (backpressure on their sockets). */
 const MAILBOX_CAPACITY = 256
 
@@ -350,8 +353,18 @@ export const make = Effect.gen(function* () {
     }),
     shutdownAll: Effect.gen(function* () {
       closing = true
-      for (const entry of [...tasks.values()]) yield* entry.shutdown
-      yield* FiberMap.awaitEmpty(actors)
+      // An actor busy with storage (a long hash, a slow fsync) or with a full mailbox gets a
+      // grace period to take its Shutdown; then it is interrupted (its finalizer closes its connections).
+      const ended = yield* Effect.forEach([...tasks.values()], (entry) => entry.shutdown, { discard: true }).pipe(
+        Effect.zipRight(FiberMap.awaitEmpty(actors)),
+        Effect.timeoutOption(SHUTDOWN_GRACE_MS)
+      )
+      if (Option.isNone(ended)) {
+        yield* Effect.logWarning("tasks still busy after the shutdown grace period: interrupted").pipe(
+          Effect.annotateLogs({ tasks: yield* FiberMap.size(actors), graceMs: SHUTDOWN_GRACE_MS })
+        )
+        yield* FiberMap.clear(actors)
+      }
     })
   })
 })

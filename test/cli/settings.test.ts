@@ -65,6 +65,17 @@ describe("loadSettings", () => {
     })
   )
 
+  it.scopedLive("a duration that runs as a timer is refused past what a Node timer can wait (it would fire at once), a lifetime is not", () =>
+    Effect.gen(function* () {
+      const path = yield* writeConf("TaskTimeout=2592000\n")
+      expect(yield* refusal(given(path))).toBe(`${path} line 1 (TaskTimeout): "2592000" is longer than a timer can wait (at most 24d)`)
+      expect(yield* refusal(given(undefined, { "drain-timeout": "25d" }))).toBe('--drain-timeout: "25d" is longer than a timer can wait (at most 24d)')
+      const { settings } = yield* loadSettings(given(undefined, { "task-timeout": "24d", "offline-retention": "365d" }), {})
+      expect(settings.taskTimeoutMs).toBe(24 * 86_400_000)
+      expect(settings.offlineRetentionMs).toBe(365 * 86_400_000)
+    })
+  )
+
   it.effect("an unknown TTFS_ variable is refused before anything else is read", () =>
     Effect.gen(function* () {
       expect(yield* refusal(given("/nonexistent.conf"), { TTFS_UPLOAD_WINDOWS: "4", TTFS_X: "" })).toMatch(/^TTFS_UPLOAD_WINDOWS, TTFS_X: no such setting/)

@@ -13,7 +13,7 @@ import { FileRole, FileState, ResultCode, TransferMode } from "../../src/protoco
 import { Pdu } from "../../src/protocol/messages.js"
 import { HEADER_BYTES } from "../../src/storage/header.js"
 import { storedFiles } from "../support/files.js"
-import { FROM, loginPdu, onlineTask, pullRspPdu, rawConnect, rawPair, sha256, TO } from "../support/raw.js"
+import { FROM, loginPdu, onlineTask, pullReqPdu, pullRspPdu, rawConnect, rawLogin, rawPair, sha256, TO } from "../support/raw.js"
 import { createTask, eventually, startServerWith } from "../support/server.js"
 
 /** Long enough never to be reached by a test that expects the drain to end by itself. */
@@ -103,6 +103,50 @@ describe("graceful drain", () => {
       const files = storedFiles(server.dataDir, offline)
       expect(existsSync(files.file)).toBe(false)
       expect(statSync(files.part).size).toBe(HEADER_BYTES + 3 * 1024)
+    })
+  )
+
+  it.scopedLive("a task stuck in storage past the grace period is interrupted: its parties are closed and a login waiting in its mailbox is refused", () =>
+    Effect.gen(function* () {
+      // openUpload never completes: the actor is stuck in it and takes no more mail.
+      const server = yield* startServerWith({
+        settings: { drainTimeoutMs: 200 },
+        store: (disk) => ({ ...disk, openUpload: () => Effect.never })
+      })
+      const taskId = yield* createTask(server, { fromUserId: FROM, toUserId: TO, fileName: "f.bin", fileSize: 1000, mode: TransferMode.Offline })
+      const uploader = yield* rawConnect(server.client)
+      uploader.send(loginPdu(1, taskId, FROM, FileRole.Uploader))
+      // (The actor is stuck inside its first step, so no snapshot shows the login: give it time to arrive.)
+      yield* Effect.sleep("300 millis")
+      const late = yield* rawConnect(server.client)
+      late.send(loginPdu(2, taskId, TO, FileRole.Downloader))
+
+      const drained = yield* Effect.fork(server.drain)
+      // 200 ms of drain, then about 5 s of grace before the stuck actor is interrupted.
+      yield* Fiber.join(drained).pipe(Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => new Error("the drain did not end") }))
+      yield* late.expectClosed()
+      yield* uploader.expectClosed()
+      expect(server.registry.size()).toBe(0)
+    })
+  )
+
+  it.scopedLive("a downloader that was sent the end and DONE does not hold the drain, though it stays connected", () =>
+    Effect.gen(function* () {
+      const server = yield* startServerWith({ settings: { drainTimeoutMs: NEVER_MS } })
+      const data = randomBytes(5000)
+      const taskId = yield* createTask(server, { fromUserId: FROM, toUserId: TO, fileName: "f.bin", fileSize: data.length, mode: TransferMode.Offline })
+      yield* Effect.scoped(
+        Client.connect(server.client).pipe(Effect.flatMap((sock) => Client.uploadFile(sock, { taskId, userId: FROM, source: Client.sourceFromBuffer(data) })))
+      )
+      const down = yield* rawLogin(server, taskId, TO, FileRole.Downloader)
+      yield* eventually(() => server.registry.busy() === 1)
+      down.send(pullReqPdu(3, { taskId, userId: TO, offset: 0, dataSize: data.length, transMode: TransferMode.Offline }))
+      const block = yield* down.expect(Pdu.PullDataRsp)
+      expect(Buffer.from(block.msg.fileData).equals(data)).toBe(true)
+      expect((yield* down.expect(Pdu.State)).msg.state).toBe(FileState.Done)
+      yield* eventually(() => server.registry.busy() === 0)
+      yield* server.drain
+      yield* down.expectClosed()
     })
   )
 })
