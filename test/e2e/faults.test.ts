@@ -15,7 +15,7 @@ import { FileRole, FileState, ResultCode, TransferMode } from "../../src/protoco
 import { Pdu } from "../../src/protocol/messages.js"
 import { HEADER_BYTES } from "../../src/storage/header.js"
 import type { Daemon } from "../support/daemon.js"
-import { killDaemon, startDaemon } from "../support/daemon.js"
+import { clientOf, createDaemonTask, downloadAll, killDaemon, startDaemon } from "../support/daemon.js"
 import { loginPdu, pullReqPdu, rawConnect, sha256 } from "../support/raw.js"
 import { eventually, tempDir } from "../support/server.js"
 import { storedFiles } from "../support/files.js"
@@ -24,32 +24,14 @@ const FROM = 17
 const TO = 18
 const SEG = 32 * 1024
 
-const clientOf = (d: Daemon) => ({ host: "127.0.0.1", port: d.clientPort })
-
-const taskFiles = storedFiles
-
 const upload = (d: Daemon, data: Buffer) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const link = yield* Client.connectMsgLink({ host: "127.0.0.1", port: d.msgPort })
-      const rsp = yield* link.createTask({ fromUserId: FROM, toUserId: TO, fileName: "p.bin", fileSize: data.length, mode: TransferMode.Offline })
-      expect(rsp.resultCode).toBe(0)
-      const taskId = rsp.taskId!
+      const taskId = yield* createDaemonTask(d, { fromUserId: FROM, toUserId: TO, fileSize: data.length, mode: TransferMode.Offline })
       const sock = yield* Client.connect(clientOf(d))
       const up = yield* Client.uploadFile(sock, { taskId, userId: FROM, source: Client.sourceFromBuffer(data) })
       expect(up.finalState).toBe(FileState.Done)
       return taskId
-    })
-  )
-
-const download = (d: Daemon, taskId: string, size: number) =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const sock = yield* Client.connect(clientOf(d))
-      const sink = Client.memorySink()
-      const got = yield* Client.downloadFile(sock, { taskId, userId: TO, sink, size, window: 4 })
-      expect(got.finalState).toBe(FileState.Done)
-      return sink.bytes()
     })
   )
 
@@ -66,7 +48,7 @@ describe("the daemon killed (SIGKILL) during a download, then restarted", () => 
         const data = randomBytes(4 * 1024 * 1024 + 321)
         const first = yield* startDaemon(flags)
         const taskId = yield* upload(first, data)
-        const files = taskFiles(dataDir, taskId)
+        const files = storedFiles(dataDir, taskId)
         expect(statSync(files.file).size).toBe(HEADER_BYTES + data.length)
         const meta = yield* Effect.promise(() => readFile(files.meta, "utf8"))
 
@@ -101,12 +83,12 @@ describe("the daemon killed (SIGKILL) during a download, then restarted", () => 
         expect(yield* Effect.promise(() => readFile(files.meta, "utf8"))).toBe(meta)
 
         const second = yield* startDaemon(flags)
-        expect(sha256(yield* download(second, taskId, data.length))).toBe(sha256(data))
+        expect(sha256(yield* downloadAll(second, { taskId, userId: TO, size: data.length }))).toBe(sha256(data))
         if (c.flags.includes("--delete-after-download")) {
           // Delivered in full by the second daemon (its downloader has disconnected): now it goes.
           yield* eventually(() => !existsSync(files.file), 3000)
         } else {
-          expect(sha256(yield* download(second, taskId, data.length))).toBe(sha256(data))
+          expect(sha256(yield* downloadAll(second, { taskId, userId: TO, size: data.length }))).toBe(sha256(data))
         }
       })
     )

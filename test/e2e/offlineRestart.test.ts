@@ -13,8 +13,7 @@ import * as Client from "../../src/client/index.js"
 import { FileRole, FileState, ResultCode, TransferMode } from "../../src/protocol/commands.js"
 import { Pdu } from "../../src/protocol/messages.js"
 import { HEADER_BYTES } from "../../src/storage/header.js"
-import type { Daemon } from "../support/daemon.js"
-import { killDaemon, startDaemon } from "../support/daemon.js"
+import { clientOf, createDaemonTask, downloadAll, killDaemon, startDaemon } from "../support/daemon.js"
 import { loginPdu, pullRspPdu, rawConnect, sha256 } from "../support/raw.js"
 import { tempDir } from "../support/server.js"
 import { storedFiles } from "../support/files.js"
@@ -22,33 +21,6 @@ import { storedFiles } from "../support/files.js"
 const FROM = 7
 const TO = 8
 const SEGMENT = 32 * 1024
-
-const clientOf = (d: Daemon) => ({ host: "127.0.0.1", port: d.clientPort })
-
-const taskFiles = storedFiles
-
-const createOfflineTask = (d: Daemon, size: number) =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const link = yield* Client.connectMsgLink({ host: "127.0.0.1", port: d.msgPort })
-      const rsp = yield* link.createTask({ fromUserId: FROM, toUserId: TO, fileName: "payload.bin", fileSize: size, mode: TransferMode.Offline })
-      expect(rsp.resultCode).toBe(0)
-      return rsp.taskId!
-    })
-  )
-
-/** Downloads the whole task from a new connection (4 pulls in flight) and returns the bytes. */
-const download = (d: Daemon, taskId: string, size: number) =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const sock = yield* Client.connect(clientOf(d))
-      const sink = Client.memorySink()
-      const got = yield* Client.downloadFile(sock, { taskId, userId: TO, sink, size, window: 4 })
-      expect(got.bytes).toBe(size)
-      expect(got.finalState).toBe(FileState.Done)
-      return sink.bytes()
-    })
-  )
 
 const storedSha256 = (path: string) =>
   Effect.promise(() => readFile(path, "utf8")).pipe(Effect.map((text) => (JSON.parse(text) as { sha256?: string }).sha256))
@@ -59,7 +31,7 @@ describe("offline tasks across a daemon crash (SIGKILL) and restart", () => {
       const dataDir = join(yield* tempDir, "data")
       const data = randomBytes(3 * 1024 * 1024 + 5)
       const first = yield* startDaemon(["--data-dir", dataDir])
-      const taskId = yield* createOfflineTask(first, data.length)
+      const taskId = yield* createDaemonTask(first, { fromUserId: FROM, toUserId: TO, fileSize: data.length, mode: TransferMode.Offline })
 
       const uploaded = yield* Effect.scoped(
         Effect.gen(function* () {
@@ -69,18 +41,18 @@ describe("offline tasks across a daemon crash (SIGKILL) and restart", () => {
       )
       expect(uploaded.finalState).toBe(FileState.Done)
       expect(uploaded.bytes).toBe(data.length)
-      const files = taskFiles(dataDir, taskId)
+      const files = storedFiles(dataDir, taskId)
       expect(statSync(files.file).size).toBe(HEADER_BYTES + data.length)
       expect(existsSync(files.part)).toBe(false)
       expect(yield* storedSha256(files.meta)).toBe(sha256(data))
 
       expect(yield* killDaemon(first)).not.toBe(0)
       const second = yield* startDaemon(["--data-dir", dataDir])
-      expect(sha256(yield* download(second, taskId, data.length))).toBe(sha256(data))
+      expect(sha256(yield* downloadAll(second, { taskId, userId: TO, size: data.length }))).toBe(sha256(data))
       const loaded = second.logs.find((l) => l.message === "task loaded from the store")
       expect(loaded?.annotations).toMatchObject({ task: taskId.slice(0, 8), state: "complete" })
       // A second download, one after the other, still works.
-      expect(sha256(yield* download(second, taskId, data.length))).toBe(sha256(data))
+      expect(sha256(yield* downloadAll(second, { taskId, userId: TO, size: data.length }))).toBe(sha256(data))
     })
   )
 
@@ -93,8 +65,8 @@ describe("offline tasks across a daemon crash (SIGKILL) and restart", () => {
         const answered = 9
         const flags = ["--data-dir", dataDir, "--upload-window", String(uploadWindow), "--upload-segment", String(SEGMENT)]
         const first = yield* startDaemon(flags)
-        const taskId = yield* createOfflineTask(first, data.length)
-        const files = taskFiles(dataDir, taskId)
+        const taskId = yield* createDaemonTask(first, { fromUserId: FROM, toUserId: TO, fileSize: data.length, mode: TransferMode.Offline })
+        const files = storedFiles(dataDir, taskId)
 
         // A raw uploader answers the first `answered` pulls, then goes silent once the server has
         // asked for the window's worth of blocks after them (it has taken in every answer by then).
@@ -167,7 +139,7 @@ describe("offline tasks across a daemon crash (SIGKILL) and restart", () => {
         expect(existsSync(files.part)).toBe(false)
         expect(statSync(files.file).size).toBe(HEADER_BYTES + data.length)
         expect(yield* storedSha256(files.meta)).toBe(sha256(data))
-        expect(sha256(yield* download(second, taskId, data.length))).toBe(sha256(data))
+        expect(sha256(yield* downloadAll(second, { taskId, userId: TO, size: data.length }))).toBe(sha256(data))
         const loaded = second.logs.find((l) => l.message === "task loaded from the store")
         expect(loaded?.annotations).toMatchObject({ task: taskId.slice(0, 8), state: "partial" })
       })

@@ -15,7 +15,7 @@ import { isPdu, Pdu } from "../../src/protocol/messages.js"
 import { SAME_REQUEST_MS } from "../../src/server/shutdown.js"
 import { HEADER_BYTES } from "../../src/storage/header.js"
 import type { Daemon } from "../support/daemon.js"
-import { startDaemon } from "../support/daemon.js"
+import { clientOf, createDaemonTask, msgOf, startDaemon } from "../support/daemon.js"
 import { storedFiles } from "../support/files.js"
 import type { RawConn } from "../support/raw.js"
 import { decodeAs, loginPdu, pullReqPdu, pullRspPdu, rawConnect, sha256 } from "../support/raw.js"
@@ -29,8 +29,6 @@ const NEVER = "10m"
 /** Waits for the daemon, which shares two cores with the test. */
 const SLOW_MS = 20_000
 
-const clientOf = (d: Daemon) => ({ host: "127.0.0.1", port: d.clientPort })
-const msgOf = (d: Daemon) => ({ host: "127.0.0.1", port: d.msgPort })
 
 /** The first log line with this message, once there is one. */
 const logged = (d: Daemon, message: string) =>
@@ -41,16 +39,6 @@ const signalGroup = (d: Daemon, signal: NodeJS.Signals) => process.kill(-d.proce
 const signalDaemon = (d: Daemon, signal: NodeJS.Signals) => process.kill(d.pid, signal)
 
 const exitCode = (d: Daemon) => Effect.promise(() => d.exited)
-
-const createTask = (d: Daemon, size: number, mode: TransferMode) =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const link = yield* Client.connectMsgLink(msgOf(d))
-      const rsp = yield* link.createTask({ fromUserId: FROM, toUserId: TO, fileName: "payload.bin", fileSize: size, mode })
-      expect(rsp.resultCode).toBe(0)
-      return rsp.taskId!
-    })
-  )
 
 const rawLogin = (d: Daemon, taskId: string, userId: number, role: FileRole) =>
   Effect.gen(function* () {
@@ -76,7 +64,7 @@ describe("daemon shutdown (SIGTERM/SIGINT)", () => {
       const dir = yield* tempDir
       const daemon = yield* startDaemon(["--data-dir", join(dir, "data"), "--drain-timeout", NEVER])
       const data = randomBytes(2 * 1024 * 1024 + 3)
-      const taskId = yield* createTask(daemon, data.length, TransferMode.Online)
+      const taskId = yield* createDaemonTask(daemon, { fromUserId: FROM, toUserId: TO, fileSize: data.length, mode: TransferMode.Online })
       const sender = yield* Client.connect(clientOf(daemon))
       yield* Client.login(sender, { taskId, userId: FROM, role: FileRole.Sender })
       const serving = yield* Effect.fork(Client.serveFile(sender, { taskId, userId: FROM, source: Client.sourceFromBuffer(data) }))
@@ -117,7 +105,7 @@ describe("daemon shutdown (SIGTERM/SIGINT)", () => {
       const dir = yield* tempDir
       const daemon = yield* startDaemon(["--data-dir", join(dir, "data"), "--drain-timeout", "1s"])
       const data = randomBytes(10 * SEG)
-      const taskId = yield* createTask(daemon, data.length, TransferMode.Online)
+      const taskId = yield* createDaemonTask(daemon, { fromUserId: FROM, toUserId: TO, fileSize: data.length, mode: TransferMode.Online })
       const sender = yield* rawLogin(daemon, taskId, FROM, FileRole.Sender)
       const receiver = yield* rawLogin(daemon, taskId, TO, FileRole.Receiver)
       expect((yield* receiver.expect(Pdu.State, SLOW_MS)).msg.state).toBe(FileState.PeerReady)
@@ -148,7 +136,7 @@ describe("daemon shutdown (SIGTERM/SIGINT)", () => {
         return { status: res.status, body: await res.text() }
       })
       expect((yield* readyz).status).toBe(200)
-      const taskId = yield* createTask(daemon, 100, TransferMode.Online)
+      const taskId = yield* createDaemonTask(daemon, { fromUserId: FROM, toUserId: TO, fileSize: 100, mode: TransferMode.Online })
       const link = yield* Client.connectMsgLink(msgOf(daemon))
       // A party connected holds the drain.
       const sender = yield* rawLogin(daemon, taskId, FROM, FileRole.Sender)
@@ -175,7 +163,7 @@ describe("daemon shutdown (SIGTERM/SIGINT)", () => {
     Effect.gen(function* () {
       const dir = yield* tempDir
       const daemon = yield* startDaemon(["--data-dir", join(dir, "data"), "--drain-timeout", NEVER])
-      const taskId = yield* createTask(daemon, 100, TransferMode.Online)
+      const taskId = yield* createDaemonTask(daemon, { fromUserId: FROM, toUserId: TO, fileSize: 100, mode: TransferMode.Online })
       const sender = yield* rawLogin(daemon, taskId, FROM, FileRole.Sender)
 
       signalDaemon(daemon, "SIGTERM")
@@ -197,7 +185,7 @@ describe("daemon shutdown (SIGTERM/SIGINT)", () => {
       const answered = 5
       const flags = ["--data-dir", dataDir, "--drain-timeout", "1s", "--upload-window", "1", "--upload-segment", String(SEG)]
       const first = yield* startDaemon(flags)
-      const taskId = yield* createTask(first, data.length, TransferMode.Offline)
+      const taskId = yield* createDaemonTask(first, { fromUserId: FROM, toUserId: TO, fileSize: data.length, mode: TransferMode.Offline })
       const files = storedFiles(dataDir, taskId)
 
       const uploader = yield* rawLogin(first, taskId, FROM, FileRole.Uploader)

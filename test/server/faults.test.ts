@@ -13,8 +13,6 @@ import { Effect, Fiber } from "effect"
 import { randomBytes } from "node:crypto"
 import { statSync } from "node:fs"
 import { join } from "node:path"
-import { setFlagsFromString } from "node:v8"
-import { runInNewContext } from "node:vm"
 import * as Client from "../../src/client/index.js"
 import { FileRole, FileState, TransferMode } from "../../src/protocol/commands.js"
 import { isPdu, Pdu } from "../../src/protocol/messages.js"
@@ -22,21 +20,13 @@ import type { ServerSettings } from "../../src/server/config.js"
 import { HEADER_BYTES } from "../../src/storage/header.js"
 import type { RawConn } from "../support/raw.js"
 import { decodeAs, FROM, onlineTask, pullReqPdu, pullRspPdu, rawConnect, rawLogin, rawPair, sha256, statePdu, TO } from "../support/raw.js"
+import { collectedMemory } from "../support/memory.js"
 import type { TestServer } from "../support/server.js"
 import { createTask, eventually, startServer } from "../support/server.js"
 
 const SEG = 32 * 1024
 const MiB = 1024 * 1024
 
-setFlagsFromString("--expose-gc")
-const gc = runInNewContext("gc") as () => void
-/** Off-heap bytes of this process (buffers: where socket data would pile up), after a full GC. */
-const offHeap = () => {
-  gc()
-  gc()
-  const m = process.memoryUsage()
-  return m.arrayBuffers + m.external
-}
 
 const offlineTask = (server: TestServer, size: number) =>
   createTask(server, { fromUserId: FROM, toUserId: TO, fileName: "f.bin", fileSize: size, mode: TransferMode.Offline })
@@ -405,11 +395,11 @@ describe("a stalled online receiver", () => {
       const asked: Array<number> = []
       const serving = yield* Effect.fork(politeSender(sender, taskId, data, (o) => asked.push(o)))
 
-      const before = offHeap()
+      const before = collectedMemory().off
       receiver.socket.pause()
       receiver.send(...Array.from({ length: window }, (_, i) => pullReqPdu(1 + i, { taskId, userId: TO, offset: i * SEG, dataSize: SEG })))
       yield* Effect.sleep(3000)
-      const grown = offHeap() - before
+      const grown = collectedMemory().off - before
       console.log(`stalled receiver: off-heap growth ${(grown / MiB).toFixed(2)} MiB over 3 s; sender asked for ${asked.length} blocks`)
       expect(grown).toBeLessThan(4 * MiB)
       expect(asked.length).toBeLessThanOrEqual(window + readahead)
@@ -447,11 +437,11 @@ describe("a stalled online receiver", () => {
       const { sender, receiver } = yield* rawPair(server, taskId)
       let askedBytes = 0
       const serving = yield* Effect.fork(politeSender(sender, taskId, data, (_o, n) => (askedBytes += n)))
-      const before = offHeap()
+      const before = collectedMemory().off
       receiver.socket.pause()
       receiver.send(...Array.from({ length: size / block }, (_, i) => pullReqPdu(1 + i, { taskId, userId: TO, offset: i * block, dataSize: block })))
       yield* Effect.sleep(3000)
-      const grown = offHeap() - before
+      const grown = collectedMemory().off - before
       console.log(
         `never-reading receiver: off-heap growth ${(grown / MiB).toFixed(2)} MiB; sender asked for ${(askedBytes / MiB).toFixed(0)} MiB; receiver ${receiver.socket.destroyed || receiver.isClosed() ? "closed" : "open"}`
       )

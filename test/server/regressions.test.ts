@@ -11,27 +11,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { randomBytes } from "node:crypto"
-import { setFlagsFromString } from "node:v8"
-import { runInNewContext } from "node:vm"
 import * as Client from "../../src/client/index.js"
 import { FileRole, FileState, ResultCode, TransferMode } from "../../src/protocol/commands.js"
 import { encodePdu, Pdu } from "../../src/protocol/messages.js"
 import { FROM, headerOnly, heartbeatPdu, onlineTask, pullRspPdu, rawConnect, rawLogin, sha256, TO } from "../support/raw.js"
+import { collectedMemory } from "../support/memory.js"
 import type { TestServer } from "../support/server.js"
 import { createTask, eventually, startServer } from "../support/server.js"
 
 const MiB = 1024 * 1024
 const SEG = 32 * 1024
 
-setFlagsFromString("--expose-gc")
-const gc = runInNewContext("gc") as () => void
-/** Heap + off-heap bytes of this process after a full GC. */
-const memory = () => {
-  gc()
-  gc()
-  const m = process.memoryUsage()
-  return { heap: m.heapUsed, off: m.arrayBuffers + m.external, total: m.heapUsed + m.external + m.arrayBuffers, rss: m.rss }
-}
 const mib = (n: number) => `${(n / MiB).toFixed(2)} MiB`
 
 const offlineTask = (server: TestServer, size: number) =>
@@ -175,7 +165,7 @@ describe("leaked tasks (TeamTalk's sweep never fired)", () => {
       const server = yield* startServer({ taskTimeoutMs: 5000 })
       yield* stillServing(server)
       yield* eventually(() => server.registry.size() === 0, 8000)
-      const before = memory()
+      const before = collectedMemory()
       const started = Date.now()
       yield* createMany(server, n)
       const createdIn = Date.now() - started
@@ -183,10 +173,10 @@ describe("leaked tasks (TeamTalk's sweep never fired)", () => {
       const alive = server.registry.size()
       expect(alive).toBeGreaterThan(n / 2)
       if (createdIn < 4000) expect(alive).toBe(n)
-      const peak = memory()
+      const peak = collectedMemory()
       yield* eventually(() => server.registry.size() === 0, 10_000)
       yield* Effect.sleep(200)
-      const after = memory()
+      const after = collectedMemory()
       const perTask = (peak.total - before.total) / alive
       console.log(
         `unused tasks: ${n} created in ${createdIn} ms, ${alive} alive at the peak; heap+external before ${mib(before.total)}, peak ${mib(peak.total)} ` +
@@ -204,7 +194,7 @@ describe("leaked tasks (TeamTalk's sweep never fired)", () => {
       const server = yield* startServer({ taskTimeoutMs: 1000, uploadWindow: 4, uploadSegment: SEG })
       yield* stillServing(server)
       yield* eventually(() => server.registry.size() === 0, 5000)
-      const before = memory()
+      const before = collectedMemory()
       const n = 40
       const data = randomBytes(4 * SEG)
       yield* Effect.forEach(
@@ -230,10 +220,10 @@ describe("leaked tasks (TeamTalk's sweep never fired)", () => {
           ),
         { concurrency: 10, discard: true }
       )
-      const peak = memory()
+      const peak = collectedMemory()
       expect(server.registry.size()).toBeGreaterThan(0)
       yield* eventually(() => server.registry.size() === 0, 5000)
-      const after = memory()
+      const after = collectedMemory()
       console.log(`abandoned uploads: ${n} tasks; heap+external before ${mib(before.total)}, peak ${mib(peak.total)}, after expiry ${mib(after.total)}`)
       expect(after.total - before.total).toBeLessThan(4 * MiB)
       yield* stillServing(server)
@@ -250,7 +240,7 @@ describe("a 4 GiB length header followed by 512 MiB", () => {
         conn.socket.on("error", () => {})
         const chunk = Buffer.alloc(1 * MiB, 0x5a)
         const total = 512 * MiB
-        const before = memory()
+        const before = collectedMemory()
         let peakOff = before.off
         const started = Date.now()
         conn.send(headerOnly(0xffffffff, port === "client" ? Pdu.LoginReq : Pdu.TransferReq))
@@ -273,7 +263,7 @@ describe("a 4 GiB length header followed by 512 MiB", () => {
         yield* conn.expectClosed(2000)
         const closedAfter = Date.now() - started
         const sent = conn.socket.bytesWritten
-        const after = memory()
+        const after = collectedMemory()
         console.log(
           `4 GiB header on the ${port} port: closed after ${closedAfter} ms; ${mib(sent)} accepted by the kernel of ${mib(queued)} queued; ` +
             `server off-heap before ${mib(before.off)}, peak ${mib(peakOff)}, after ${mib(after.off)}`

@@ -5,6 +5,9 @@ import type { ChildProcess } from "node:child_process"
 import { createServer } from "node:net"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
+import * as Client from "../../src/client/index.js"
+import type { TransferMode } from "../../src/protocol/commands.js"
+import { FileState } from "../../src/protocol/commands.js"
 
 export const repoRoot = fileURLToPath(new URL("../..", import.meta.url))
 
@@ -125,3 +128,35 @@ export const killDaemon = (daemon: Daemon, timeoutMs = 10_000): Effect.Effect<nu
       Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new Error(`npm start did not exit within ${timeoutMs} ms of SIGKILL to pid ${daemon.pid}`) })
     )
   })
+
+/** Where clients dial a daemon. */
+export const clientOf = (d: Daemon) => ({ host: "127.0.0.1", port: d.clientPort })
+
+/** Where msg_server dials a daemon. */
+export const msgOf = (d: Daemon) => ({ host: "127.0.0.1", port: d.msgPort })
+
+/** A task created on the daemon's msg port, as msg_server would; fails the test unless it is accepted. */
+export const createDaemonTask = (
+  d: Daemon,
+  task: { readonly fromUserId: number; readonly toUserId: number; readonly fileSize: number; readonly mode: TransferMode; readonly fileName?: string }
+) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const link = yield* Client.connectMsgLink(msgOf(d))
+      const rsp = yield* link.createTask({ fileName: "payload.bin", ...task })
+      if (rsp.resultCode !== 0 || rsp.taskId === undefined) return yield* Effect.fail(new Error(`task creation refused: ${JSON.stringify(rsp)}`))
+      return rsp.taskId
+    })
+  )
+
+/** A whole offline file downloaded from a new connection with 4 pulls in flight: its bytes, once the server said DONE. */
+export const downloadAll = (d: Daemon, task: { readonly taskId: string; readonly userId: number; readonly size: number }) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const sock = yield* Client.connect(clientOf(d))
+      const sink = Client.memorySink()
+      const got = yield* Client.downloadFile(sock, { ...task, sink, window: 4 })
+      if (got.finalState !== FileState.Done) return yield* Effect.fail(new Error(`download ended in state ${got.finalState}, not DONE`))
+      return sink.bytes()
+    })
+  )
