@@ -14,6 +14,20 @@ export const bytesLength = (bytes: Bytes): number => {
   return n
 }
 
+/** Bytes [start, end) of `bytes`, as views into its pieces (never copied). */
+export const sliceBytes = (bytes: Bytes, start: number, end: number): Bytes => {
+  const out: Array<Buffer> = []
+  let at = 0
+  for (const piece of bytes) {
+    const from = Math.max(start - at, 0)
+    const to = Math.min(end - at, piece.length)
+    if (from < to) out.push(from === 0 && to === piece.length ? piece : piece.subarray(from, to))
+    at += piece.length
+    if (at >= end) break
+  }
+  return out
+}
+
 /** The bytes as one buffer: the piece itself when there is one, else a copy (off the per-block path). */
 export const contiguous = (bytes: Bytes): Buffer => (bytes.length === 1 ? bytes[0]! : Buffer.concat(bytes as Array<Buffer>))
 

@@ -36,6 +36,8 @@ export interface ServerSettings {
   readonly onlineReadahead: number
   /** Bytes all online tasks together may hold or have asked for ahead of their receivers. */
   readonly readaheadMemoryBytes: number
+  /** Bytes an online task asks the sender for in one pull when reading ahead (whole receiver blocks). */
+  readonly readaheadSegment: number
   /** Bytes the server asks an offline uploader for per PULL_DATA_REQ. */
   readonly uploadSegment: number
   /** Offline upload requests in flight at once. */
@@ -85,6 +87,7 @@ export const defaultSettings: ServerSettings = {
   maxWriteQueueBytes: 8 * 1024 * 1024,
   onlineReadahead: 4,
   readaheadMemoryBytes: 32 * 1024 * 1024,
+  readaheadSegment: 64 * 1024,
   uploadSegment: 32 * 1024,
   uploadWindow: 8,
   uploadMemoryBytes: 32 * 1024 * 1024,

@@ -77,6 +77,13 @@ export const settingOptions: { readonly [K in Configurable]: SettingOption<Serve
     Number.MAX_SAFE_INTEGER,
     "Bytes all online transfers together may hold read ahead; a transfer that finds none free relays pulls as they come."
   ),
+  readaheadSegment: integer(
+    "readahead-segment",
+    1,
+    MAX_FRAME_BYTES,
+    "Bytes an online transfer asks the sender for in one pull when reading ahead, as whole receiver blocks " +
+      "(at least one, at most --online-readahead of them, at most what one frame carries)."
+  ),
   maxConnections: integer("max-connections", 1, 10_000_000, "Client connections open at once (all client addresses together); more are refused on accept."),
   maxConnectionsPerIp: integer("max-connections-per-ip", 1, 10_000_000, "Client connections open at once from one address."),
   maxTasks: integer("max-tasks", 1, 100_000_000, "Tasks alive at once; more get result_code 1."),

@@ -2,6 +2,7 @@ import { Chunk, Clock, Deferred, Effect, ExecutionStrategy, Exit, Mailbox, Scope
 import type { Connection } from "../connection/connection.js"
 import { FileState, ResultCode } from "../protocol/commands.js"
 import { encodePullDataRspHead } from "../protocol/dataBlock.js"
+import type { Bytes } from "../protocol/frame.js"
 import { bytesLength } from "../protocol/frame.js"
 import { patchSeq } from "../protocol/header.js"
 import { encodePdu, Pdu } from "../protocol/messages.js"
@@ -36,7 +37,7 @@ export interface TaskSummary {
   readonly durationMs: number
 }
 
-const EMPTY = Buffer.alloc(0)
+const NO_BYTES: Bytes = []
 
 /**
  * Runs one task: takes batches of mail, steps the pure machine, carries out
@@ -96,9 +97,9 @@ export const runTask = <S>(options: {
         Deferred.unsafeDone(login.reply, Effect.succeed<LoginResult>(ok ? { ok: true } : { ok: false, reason }))
       }
 
-      const sendBlock = (to: ConnId, seq: number, resultCode: number, offset: number, data: Buffer) => {
-        write(to, encodePullDataRspHead({ seq, resultCode, taskId: spec.taskId, userId: spec.fromUserId, offset, dataLength: data.length }))
-        if (data.length > 0) write(to, data)
+      const sendBlock = (to: ConnId, seq: number, resultCode: number, offset: number, data: Bytes, dataLength: number) => {
+        write(to, encodePullDataRspHead({ seq, resultCode, taskId: spec.taskId, userId: spec.fromUserId, offset, dataLength }))
+        for (const piece of data) write(to, piece)
       }
 
       const closeUpload = Effect.suspend(() => {
@@ -143,14 +144,18 @@ export const runTask = <S>(options: {
             for (const piece of command.raw) write(command.to, piece)
             metrics.relayedBytes.inc(command.dataBytes)
             return
+          case "SendBlock":
+            sendBlock(command.to, command.seq, 0, command.offset, command.data, command.dataBytes)
+            metrics.relayedBytes.inc(command.dataBytes)
+            return
           case "SendPull":
             write(command.to, encodePdu(Pdu.PullDataReq, command.seq, command.msg))
             return
           case "SendEmptyBlock":
-            sendBlock(command.to, command.seq, 0, command.offset, EMPTY)
+            sendBlock(command.to, command.seq, 0, command.offset, NO_BYTES, 0)
             return
           case "SendPullError":
-            sendBlock(command.to, command.seq, command.code, command.offset, EMPTY)
+            sendBlock(command.to, command.seq, command.code, command.offset, NO_BYTES, 0)
             return
           case "SendState":
             write(command.to, encodePdu(Pdu.State, 0, { state: command.state, taskId: spec.taskId, userId: command.userId }))
@@ -236,10 +241,11 @@ export const runTask = <S>(options: {
             return Effect.gen(function* () {
               if (command.size > 0) {
                 reader ??= yield* store.openRead(spec.taskId).pipe(Scope.extend(taskScope))
-                sendBlock(command.to, command.seq, 0, command.offset, yield* reader.read(command.offset, command.size))
+                const block = yield* reader.read(command.offset, command.size)
+                sendBlock(command.to, command.seq, 0, command.offset, [block], block.length)
                 metrics.servedBytes.inc(command.size)
               } else {
-                sendBlock(command.to, command.seq, 0, command.offset, EMPTY)
+                sendBlock(command.to, command.seq, 0, command.offset, NO_BYTES, 0)
               }
               if (command.last) write(command.to, encodePdu(Pdu.State, 0, { state: FileState.Done, taskId: spec.taskId, userId: spec.fromUserId }))
               if (command.last) metrics.transfersCompleted.download.inc()

@@ -7,6 +7,7 @@
 import { FileRole, FileState, TransferMode } from "../protocol/commands.js"
 import type { DataBlock } from "../protocol/dataBlock.js"
 import type { Bytes } from "../protocol/frame.js"
+import { sliceBytes } from "../protocol/frame.js"
 import type { FileStateMsg, PullDataReq } from "../protocol/messages.js"
 import type { TaskSpec } from "./spec.js"
 
@@ -39,14 +40,19 @@ export interface PendingPull {
 }
 
 /**
- * A block the server asked the sender for ahead of the receiver (read-ahead):
- * in flight until `raw` holds the sender's PULL_DATA_RSP. A `discard`ed one
- * is dropped when it arrives (the receiver went elsewhere).
+ * Part of the file the server asked the sender for ahead of the receiver
+ * (read-ahead), one or more of the receiver's blocks long, in flight until
+ * `data` holds the sender's answer. Pulls take its blocks in order: `claimed`
+ * bytes from its start are taken, by pulls answered already or by `waiting`
+ * ones (answered as it arrives). A `discard`ed one is dropped as it arrives,
+ * once the pulls waiting on it are answered (the receiver went elsewhere).
  */
-export interface Prefetch {
+export interface Segment {
   readonly offset: number
   readonly size: number
-  readonly raw: Bytes | undefined
+  readonly data: Bytes | undefined
+  readonly claimed: number
+  readonly waiting: ReadonlyArray<PendingPull>
   readonly discard: boolean
 }
 
@@ -57,8 +63,8 @@ export interface TaskState {
   readonly receiver: ConnId | undefined
   /** Pulls forwarded to the sender and not yet answered, oldest first. */
   readonly pulls: ReadonlyArray<PendingPull>
-  /** Read-ahead blocks, in the order they were asked for. */
-  readonly ahead: ReadonlyArray<Prefetch>
+  /** Read-ahead segments, in the order they were asked for. */
+  readonly ahead: ReadonlyArray<Segment>
   /** Where the next read-ahead block starts. */
   readonly aheadEnd: number
   readonly bytesRelayed: number
@@ -72,6 +78,8 @@ export interface Limits {
   readonly maxPullsInFlight: number
   /** Blocks asked for ahead of the receiver (0: relay only what it pulls, as TeamTalk). */
   readonly readahead: number
+  /** Bytes asked for ahead in one pull to the sender: whole receiver blocks, at least one, at most `readahead`, within `maxBlockBytes`. */
+  readonly readaheadSegment: number
 }
 
 export type TaskEvent =
@@ -93,6 +101,8 @@ export type Command =
   | { readonly _tag: "LoginRefused"; readonly conn: ConnId; readonly seq: number; readonly reason: string }
   /** Write `raw` (a received PDU) to `to` with its seq set to `seq`. */
   | { readonly _tag: "Forward"; readonly to: ConnId; readonly raw: Bytes; readonly seq: number; readonly dataBytes: number }
+  /** A PULL_DATA_RSP carrying `data` (part of a read-ahead segment), from the sender, with the receiver's seq. */
+  | { readonly _tag: "SendBlock"; readonly to: ConnId; readonly seq: number; readonly offset: number; readonly data: Bytes; readonly dataBytes: number }
   /** A pull the server had to shorten: re-encoded with the clamped size, the receiver's seq kept. */
   | { readonly _tag: "SendPull"; readonly to: ConnId; readonly seq: number; readonly msg: PullDataReq }
   /** An empty block answering a pull at or past the end of the file. */
@@ -191,26 +201,46 @@ export const aheadBytes = (s: TaskState): number => {
   return n
 }
 
+/** Receiver pulls waiting for the sender: forwarded ones, and those waiting on a read-ahead segment. */
+const pullsInFlight = (s: TaskState): number => {
+  let n = s.pulls.length
+  for (const p of s.ahead) n += p.waiting.length
+  return n
+}
+
+const without = <A>(items: ReadonlyArray<A>, index: number): ReadonlyArray<A> => [...items.slice(0, index), ...items.slice(index + 1)]
+const replaced = <A>(items: ReadonlyArray<A>, index: number, item: A): ReadonlyArray<A> => items.map((p, i) => (i === index ? item : p))
+
 /**
- * Asks the sender for the blocks after `from`, `blockSize` each, until
- * `limits.readahead` are waiting, `allowance` bytes are ahead, or the file
- * ends, skipping nothing: a block already asked for (by a pull) stops the
- * read-ahead until the next pull. At most N blocks are ever held in memory (`raw`).
+ * Asks the sender for what follows `from`, in segments of whole `blockSize` blocks, until
+ * `limits.readahead` blocks' worth is ahead, `allowance` bytes are ahead, or the file ends,
+ * skipping nothing: an offset already asked for (by a pull) stops the read-ahead until the
+ * next pull. At most `readahead` blocks' worth is ever held in memory.
  */
 const readAhead = (s: TaskState, from: number, blockSize: number, limits: Limits, allowance: number, commands: Array<Command>): TaskState => {
   if (limits.readahead === 0 || s.sender === undefined) return s
   const ahead = [...s.ahead]
+  const depth = limits.readahead * blockSize
+  const segmentBlocks = Math.floor(Math.min(limits.readaheadSegment, limits.maxBlockBytes) / blockSize)
+  const segmentBytes = Math.min(limits.readahead, Math.max(1, segmentBlocks)) * blockSize
   let next = Math.max(s.aheadEnd, from)
-  let live = ahead.filter((p) => !p.discard).length
   let bytes = aheadBytes(s)
-  // Blocks still coming for a pull the receiver did not make count too: at most 2N records.
+  let live = 0
+  let liveBytes = 0
+  for (const p of ahead) {
+    if (p.discard) continue
+    live++
+    liveBytes += p.size
+  }
+  // Segments still coming for pulls the receiver did not make count too: at most 2N records.
   while (live < limits.readahead && ahead.length < 2 * limits.readahead && next < s.spec.fileSize) {
     const offset = next
     if (s.pulls.some((p) => p.offset === offset) || ahead.some((p) => p.offset === offset)) break
-    const size = Math.min(blockSize, s.spec.fileSize - offset)
-    if (bytes + size > allowance) break
+    const size = Math.min(segmentBytes, s.spec.fileSize - offset)
+    if (liveBytes + size > depth || bytes + size > allowance) break
     bytes += size
-    ahead.push({ offset, size, raw: undefined, discard: false })
+    liveBytes += size
+    ahead.push({ offset, size, data: undefined, claimed: 0, waiting: [], discard: false })
     commands.push({
       _tag: "SendPull",
       to: s.sender,
@@ -234,21 +264,25 @@ const pullReq = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullReq" }>, limit
   if (msg.offset >= s.spec.fileSize || msg.dataSize === 0) {
     return [state, [{ _tag: "SendEmptyBlock", to: e.conn, seq: e.seq, offset: msg.offset }]]
   }
-  if (s.pulls.length >= limits.maxPullsInFlight) return violation(s, e.conn, "too many pulls in flight")
+  if (pullsInFlight(s) >= limits.maxPullsInFlight) return violation(s, e.conn, "too many pulls in flight")
   const size = Math.min(msg.dataSize, s.spec.fileSize - msg.offset)
   const commands: Array<Command> = []
-  const hit = s.ahead.findIndex((p) => p.offset === msg.offset && !p.discard)
-  const prefetched = hit >= 0 && s.ahead[hit]!.size === size ? s.ahead[hit]! : undefined
+  // The next block of a segment read ahead (pulled in order, within it).
+  const hit = s.ahead.findIndex((p) => !p.discard && msg.offset === p.offset + p.claimed && msg.offset + size <= p.offset + p.size)
   let next: TaskState
-  if (prefetched !== undefined) {
-    const ahead = [...s.ahead.slice(0, hit), ...s.ahead.slice(hit + 1)]
-    if (prefetched.raw !== undefined) {
+  if (hit >= 0) {
+    const segment = s.ahead[hit]!
+    const claimed = segment.claimed + size
+    if (segment.data !== undefined) {
       // Answered from memory, with the receiver's own seq.
-      commands.push({ _tag: "Forward", to: e.conn, raw: prefetched.raw, seq: e.seq, dataBytes: size })
+      const from = msg.offset - segment.offset
+      commands.push({ _tag: "SendBlock", to: e.conn, seq: e.seq, offset: msg.offset, data: sliceBytes(segment.data, from, from + size), dataBytes: size })
+      const ahead = claimed === segment.size ? without(s.ahead, hit) : replaced(s.ahead, hit, { ...segment, claimed })
       next = { ...state, ahead, bytesRelayed: s.bytesRelayed + size }
     } else {
-      // Already asked for: its response goes to this pull.
-      next = { ...state, ahead, pulls: [...s.pulls, { offset: msg.offset, size, seq: e.seq }] }
+      // Already asked for: this pull is answered as it arrives.
+      const waiting = [...segment.waiting, { offset: msg.offset, size, seq: e.seq }]
+      next = { ...state, ahead: replaced(s.ahead, hit, { ...segment, claimed, waiting }) }
     }
   } else {
     commands.push(
@@ -256,11 +290,32 @@ const pullReq = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullReq" }>, limit
         ? { _tag: "Forward", to: s.sender!, raw: e.raw, seq: e.seq, dataBytes: 0 }
         : { _tag: "SendPull", to: s.sender!, seq: e.seq, msg: { ...msg, dataSize: size } }
     )
-    // The receiver did not pull what was read ahead: drop what arrived, ignore what is still coming.
-    const ahead = s.ahead.filter((p) => p.raw === undefined).map((p) => (p.discard ? p : { ...p, discard: true }))
+    // The receiver did not pull what was read ahead: drop what arrived, ignore what is still
+    // coming (once the pulls waiting on it are answered).
+    const ahead = s.ahead.filter((p) => p.data === undefined).map((p) => (p.discard ? p : { ...p, discard: true }))
     next = { ...state, ahead, aheadEnd: msg.offset + size, pulls: [...s.pulls, { offset: msg.offset, size, seq: e.seq }] }
   }
   return [readAhead(next, msg.offset + size, msg.dataSize, limits, allowance, commands), commands]
+}
+
+/** The sender's answer to a read-ahead segment: the pulls waiting on it are answered, the rest kept for the next ones. */
+const segmentArrived = (s: TaskState, index: number, msg: DataBlock): Step => {
+  const segment = s.ahead[index]!
+  const commands: Array<Command> = []
+  let relayed = 0
+  for (const pull of segment.waiting) {
+    if (s.receiver === undefined) break
+    if (msg.resultCode !== 0) {
+      commands.push({ _tag: "SendPullError", to: s.receiver, seq: pull.seq, offset: pull.offset, code: msg.resultCode })
+      continue
+    }
+    const from = pull.offset - segment.offset
+    commands.push({ _tag: "SendBlock", to: s.receiver, seq: pull.seq, offset: pull.offset, data: sliceBytes(msg.data, from, from + pull.size), dataBytes: pull.size })
+    relayed += pull.size
+  }
+  const keep = !segment.discard && msg.resultCode === 0 && segment.claimed < segment.size
+  const ahead = keep ? replaced(s.ahead, index, { ...segment, data: msg.data, waiting: [] }) : without(s.ahead, index)
+  return [{ ...s, ahead, bytesRelayed: s.bytesRelayed + relayed }, commands]
 }
 
 const pullRsp = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullRsp" }>): Step => {
@@ -272,18 +327,9 @@ const pullRsp = (s: TaskState, e: Extract<TaskEvent, { _tag: "PullRsp" }>): Step
     msg.resultCode === 0 && msg.dataLength !== size
       ? violation(s, e.conn, `PULL_DATA_RSP carries ${msg.dataLength} bytes where ${size} were asked`)
       : undefined
-  // A read-ahead block at this offset was asked for before any pull still waiting for it.
-  const a = s.ahead.findIndex((p) => p.offset === msg.offset && p.raw === undefined)
-  if (a >= 0) {
-    const prefetch = s.ahead[a]!
-    const bad = wrongSize(prefetch.size)
-    if (bad) return bad
-    const keep = !prefetch.discard && msg.resultCode === 0
-    const ahead = keep
-      ? s.ahead.map((p, i) => (i === a ? { ...p, raw: e.raw } : p))
-      : [...s.ahead.slice(0, a), ...s.ahead.slice(a + 1)]
-    return [{ ...s, ahead }, []]
-  }
+  // A read-ahead segment at this offset was asked for before any pull still waiting for it.
+  const a = s.ahead.findIndex((p) => p.offset === msg.offset && p.data === undefined)
+  if (a >= 0) return wrongSize(s.ahead[a]!.size) ?? segmentArrived(s, a, msg)
   const index = s.pulls.findIndex((p) => p.offset === msg.offset)
   if (index < 0) return violation(s, e.conn, `PULL_DATA_RSP at offset ${msg.offset} answers no outstanding pull`)
   const pull = s.pulls[index]!

@@ -256,7 +256,8 @@ export const make = Effect.gen(function* () {
         ? spawn(spec, onlineMachine(spec, {
               maxBlockBytes: maxBlock(taskId),
               maxPullsInFlight: config.maxPullsInFlight,
-              readahead: config.onlineReadahead
+              readahead: config.onlineReadahead,
+              readaheadSegment: config.readaheadSegment
             }, readahead))
         : spawn(spec, offlineMachine(spec, { state: "none" }, offlineLimits(taskId), uploads))
       yield* Effect.logInfo("task created").pipe(

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FIRST_PIECE_MIN, FrameDecoder, FrameError, frameBody } from "../../src/protocol/frame.js"
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FIRST_PIECE_MIN, FrameDecoder, FrameError, frameBody, sliceBytes } from "../../src/protocol/frame.js"
 import type { Frame } from "../../src/protocol/frame.js"
 import { HEADER_BYTES } from "../../src/protocol/header.js"
 import { filled, refHeader, sliceAt, u16 } from "./wire.js"
@@ -146,6 +146,26 @@ const expectSameFrames = (actual: ReadonlyArray<Frame>, expected: ReadonlyArray<
 const lengthBytes = (n: number) => Buffer.from([(n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff])
 
 // ---------------------------------------------------------------------------
+
+describe("sliceBytes", () => {
+  it.prop(
+    "any range of bytes in pieces is the same range of their concatenation, as views that share its memory",
+    {
+      pieces: fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 6 }),
+      a: fc.nat(),
+      b: fc.nat()
+    },
+    ({ a, b, pieces }) => {
+      const bytes = pieces.map((p) => Buffer.from(p))
+      const whole = Buffer.concat(bytes)
+      const start = a % (whole.length + 1)
+      const end = start + (b % (whole.length - start + 1))
+      const slice = sliceBytes(bytes, start, end)
+      expect(Buffer.concat(slice).equals(whole.subarray(start, end))).toBe(true)
+      expect(slice.every((piece) => piece.length > 0 && bytes.some((b) => b.buffer === piece.buffer))).toBe(true)
+    }
+  )
+})
 
 describe("encodeFrame", () => {
   it.prop(

@@ -5,9 +5,20 @@ import * as Client from "../../src/client/index.js"
 import { FileRole, FileState } from "../../src/protocol/commands.js"
 import { Pdu } from "../../src/protocol/messages.js"
 import { FROM, onlineTask, pullReqPdu, pullRspPdu, rawLogin, serveRaw, sha256, statePdu, TO } from "../support/raw.js"
+import type { TestServer } from "../support/server.js"
 import { eventually, startServer } from "../support/server.js"
 
 const BLOCK = 32 * 1024
+
+/** An online task of `size` bytes with its sender and receiver logged in (the receiver told PEER_READY). */
+const bothIn = (server: TestServer, size: number) =>
+  Effect.gen(function* () {
+    const taskId = yield* onlineTask(server, size)
+    const sender = yield* rawLogin(server, taskId, FROM, FileRole.Sender)
+    const receiver = yield* rawLogin(server, taskId, TO, FileRole.Receiver)
+    yield* receiver.expect(Pdu.State)
+    return { taskId, sender, receiver }
+  })
 
 describe("online read-ahead", () => {
   for (const window of [1, 8]) {
@@ -40,12 +51,9 @@ describe("online read-ahead", () => {
 
   it.scopedLive("the sender is asked ahead; the receiver's next pull is answered from memory with its own seq", () =>
     Effect.gen(function* () {
-      const server = yield* startServer({ onlineReadahead: 3 })
+      const server = yield* startServer({ onlineReadahead: 3, readaheadSegment: BLOCK })
       const data = randomBytes(10 * BLOCK)
-      const taskId = yield* onlineTask(server, data.length)
-      const sender = yield* rawLogin(server, taskId, FROM, FileRole.Sender)
-      const receiver = yield* rawLogin(server, taskId, TO, FileRole.Receiver)
-      yield* receiver.expect(Pdu.State)
+      const { taskId, sender, receiver } = yield* bothIn(server, data.length)
       const asked: Array<{ offset: number; size: number; seq: number }> = []
       const serving = yield* Effect.fork(
         serveRaw(sender, { taskId, data, onPull: (r) => asked.push({ offset: r.msg.offset, size: r.msg.dataSize, seq: r.seq }) })
@@ -73,16 +81,75 @@ describe("online read-ahead", () => {
     })
   )
 
+  it.scopedLive("--readahead-segment: the sender is asked for two blocks at once; the receiver still gets its own blocks, from memory, with its seqs", () =>
+    Effect.gen(function* () {
+      const server = yield* startServer({ onlineReadahead: 4, readaheadSegment: 2 * BLOCK })
+      const data = randomBytes(10 * BLOCK)
+      const { taskId, sender, receiver } = yield* bothIn(server, data.length)
+      const asked: Array<{ offset: number; size: number; seq: number }> = []
+      const serving = yield* Effect.fork(
+        serveRaw(sender, { taskId, data, onPull: (r) => asked.push({ offset: r.msg.offset, size: r.msg.dataSize, seq: r.seq }) })
+      )
+      const pull = (seq: number, offset: number) =>
+        Effect.gen(function* () {
+          receiver.send(pullReqPdu(seq, { taskId, userId: TO, offset, dataSize: BLOCK }))
+          const rsp = yield* receiver.expect(Pdu.PullDataRsp)
+          expect(rsp.seq).toBe(seq)
+          expect(rsp.msg.offset).toBe(offset)
+          expect(Buffer.from(rsp.msg.fileData).equals(data.subarray(offset, offset + BLOCK))).toBe(true)
+        })
+      yield* pull(41, 0)
+      // The pull itself, then four blocks ahead in two segments of two.
+      yield* eventually(() => asked.length === 3)
+      expect(asked).toEqual([
+        { offset: 0, size: BLOCK, seq: 41 },
+        { offset: BLOCK, size: 2 * BLOCK, seq: 0 },
+        { offset: 3 * BLOCK, size: 2 * BLOCK, seq: 0 }
+      ])
+      yield* pull(42, BLOCK)
+      yield* pull(43, 2 * BLOCK)
+      // The first segment is used up: one more is asked for, and nothing else.
+      yield* eventually(() => asked.length === 4)
+      expect(asked[3]).toEqual({ offset: 5 * BLOCK, size: 2 * BLOCK, seq: 0 })
+      for (let i = 3; i < 10; i++) yield* pull(41 + i, i * BLOCK)
+      expect(asked.slice(4)).toEqual([{ offset: 7 * BLOCK, size: 2 * BLOCK, seq: 0 }, { offset: 9 * BLOCK, size: BLOCK, seq: 0 }])
+      yield* Fiber.interrupt(serving)
+    })
+  )
+
+  it.scopedLive("a pull waiting on a segment still in flight gets the sender's error code when the segment fails, and the next pull is relayed", () =>
+    Effect.gen(function* () {
+      const server = yield* startServer({ onlineReadahead: 2, readaheadSegment: 2 * BLOCK })
+      const data = randomBytes(8 * BLOCK)
+      const { taskId, sender, receiver } = yield* bothIn(server, data.length)
+      receiver.send(pullReqPdu(5, { taskId, userId: TO, offset: 0, dataSize: BLOCK }))
+      expect((yield* sender.expect(Pdu.PullDataReq)).seq).toBe(5)
+      const ahead = yield* sender.expect(Pdu.PullDataReq)
+      expect(ahead.msg).toMatchObject({ offset: BLOCK, dataSize: 2 * BLOCK })
+      sender.send(pullRspPdu(5, { taskId, userId: FROM, offset: 0, fileData: data.subarray(0, BLOCK) }))
+      expect((yield* receiver.expect(Pdu.PullDataRsp)).seq).toBe(5)
+      // The receiver's next pull waits on the segment; the sender cannot read it.
+      receiver.send(pullReqPdu(6, { taskId, userId: TO, offset: BLOCK, dataSize: BLOCK }))
+      sender.send(pullRspPdu(0, { taskId, userId: FROM, offset: BLOCK, fileData: new Uint8Array(0), resultCode: 3 }))
+      const failed = yield* receiver.expect(Pdu.PullDataRsp)
+      expect(failed.seq).toBe(6)
+      expect(failed.msg).toMatchObject({ resultCode: 3, offset: BLOCK })
+      expect(failed.msg.fileData.length).toBe(0)
+      // Nothing is left ahead at that offset: a pull there goes to the sender as TeamTalk relays it.
+      receiver.send(pullReqPdu(7, { taskId, userId: TO, offset: 2 * BLOCK, dataSize: BLOCK }))
+      const relayed = yield* sender.expect(Pdu.PullDataReq)
+      expect(relayed.seq).toBe(7)
+      expect(relayed.msg).toMatchObject({ offset: 2 * BLOCK, dataSize: BLOCK })
+    })
+  )
+
   it.scopedLive("all tasks share --readahead-memory: a task that finds none free relays pulls as they come, and reads ahead once memory is freed", () =>
     Effect.gen(function* () {
-      const server = yield* startServer({ onlineReadahead: 4, readaheadMemoryBytes: 3 * BLOCK })
+      const server = yield* startServer({ onlineReadahead: 4, readaheadSegment: BLOCK, readaheadMemoryBytes: 3 * BLOCK })
       const data = randomBytes(10 * BLOCK)
       const start = (asked: Array<{ offset: number; seq: number }>) =>
         Effect.gen(function* () {
-          const taskId = yield* onlineTask(server, data.length)
-          const sender = yield* rawLogin(server, taskId, FROM, FileRole.Sender)
-          const receiver = yield* rawLogin(server, taskId, TO, FileRole.Receiver)
-          yield* receiver.expect(Pdu.State)
+          const { taskId, sender, receiver } = yield* bothIn(server, data.length)
           yield* Effect.forkScoped(serveRaw(sender, { taskId, data, onPull: (r) => asked.push({ offset: r.msg.offset, seq: r.seq }) }))
           return { taskId, receiver }
         })
@@ -126,10 +193,7 @@ describe("online read-ahead", () => {
     Effect.gen(function* () {
       const server = yield* startServer({ onlineReadahead: 4 })
       const data = randomBytes(20 * BLOCK + 100)
-      const taskId = yield* onlineTask(server, data.length)
-      const sender = yield* rawLogin(server, taskId, FROM, FileRole.Sender)
-      const receiver = yield* rawLogin(server, taskId, TO, FileRole.Receiver)
-      yield* receiver.expect(Pdu.State)
+      const { taskId, sender, receiver } = yield* bothIn(server, data.length)
       yield* Effect.fork(serveRaw(sender, { taskId, data }))
       const pulls = [
         [0, BLOCK],
@@ -156,12 +220,9 @@ describe("online read-ahead", () => {
 
   it.scopedLive("a wrong-length answer to a block read ahead closes the sender and cancels the receiver", () =>
     Effect.gen(function* () {
-      const server = yield* startServer({ onlineReadahead: 2 })
+      const server = yield* startServer({ onlineReadahead: 2, readaheadSegment: BLOCK })
       const data = randomBytes(8 * BLOCK)
-      const taskId = yield* onlineTask(server, data.length)
-      const sender = yield* rawLogin(server, taskId, FROM, FileRole.Sender)
-      const receiver = yield* rawLogin(server, taskId, TO, FileRole.Receiver)
-      yield* receiver.expect(Pdu.State)
+      const { taskId, sender, receiver } = yield* bothIn(server, data.length)
       receiver.send(pullReqPdu(5, { taskId, userId: TO, offset: 0, dataSize: BLOCK }))
       const pulled = yield* sender.expect(Pdu.PullDataReq)
       expect(pulled.seq).toBe(5)
@@ -182,12 +243,9 @@ describe("online read-ahead", () => {
 
   it.scopedLive("the receiver leaving with blocks read ahead in memory ends the task and cancels the sender", () =>
     Effect.gen(function* () {
-      const server = yield* startServer({ onlineReadahead: 4 })
+      const server = yield* startServer({ onlineReadahead: 4, readaheadSegment: BLOCK })
       const data = randomBytes(8 * BLOCK)
-      const taskId = yield* onlineTask(server, data.length)
-      const sender = yield* rawLogin(server, taskId, FROM, FileRole.Sender)
-      const receiver = yield* rawLogin(server, taskId, TO, FileRole.Receiver)
-      yield* receiver.expect(Pdu.State)
+      const { taskId, sender, receiver } = yield* bothIn(server, data.length)
       const asked: Array<number> = []
       yield* Effect.fork(serveRaw(sender, { taskId, data, onPull: (r) => asked.push(r.msg.offset) }).pipe(Effect.ignore))
       receiver.send(pullReqPdu(5, { taskId, userId: TO, offset: 0, dataSize: BLOCK }))

@@ -239,7 +239,7 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc
   })
   .map(({ maxBlockBytes, maxPullsInFlight, blocks, extra, offline, prefix, rest }) => ({
     spec: makeSpec(Math.max(0, blocks * maxBlockBytes + extra), offline ? TransferMode.Offline : TransferMode.Online),
-    limits: { maxBlockBytes, maxPullsInFlight, readahead: 0 },
+    limits: { maxBlockBytes, maxPullsInFlight, readahead: 0, readaheadSegment: 1 },
     actions: [...prefix, ...rest]
   }))
 
@@ -788,7 +788,7 @@ describe("task machine properties", () => {
 // ---------------------------------------------------------------------------
 // Examples of the rules
 
-const limits: Limits = { maxBlockBytes: 10, maxPullsInFlight: 4, readahead: 0 }
+const limits: Limits = { maxBlockBytes: 10, maxPullsInFlight: 4, readahead: 0, readaheadSegment: 1 }
 const SENDER = 1
 const RECEIVER = 2
 

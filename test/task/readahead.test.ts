@@ -4,14 +4,15 @@
  * with another block size) against an honest sender that answers every
  * request it got, in order, at random moments. Whatever N and the timing,
  * every pull is answered exactly once, with its own seq and exactly the bytes
- * at its offset, and the blocks held ahead stay bounded.
+ * at its offset, and the blocks held ahead stay bounded. The sender is asked
+ * for segments of several blocks when --readahead-segment allows.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Either } from "effect"
 import * as fc from "fast-check"
 import { FileRole, TransferMode } from "../../src/protocol/commands.js"
 import type { Bytes } from "../../src/protocol/frame.js"
-import { contiguous, Frame, frameBody, FrameDecoder } from "../../src/protocol/frame.js"
+import { bytesLength, contiguous, Frame, frameBody, FrameDecoder } from "../../src/protocol/frame.js"
 import { decodeDataBlock } from "../../src/protocol/dataBlock.js"
 import { encodePdu, Pdu } from "../../src/protocol/messages.js"
 import type { Command, TaskEvent, TaskState } from "../../src/task/machine.js"
@@ -51,6 +52,7 @@ describe("online read-ahead (machine)", () => {
     "every pull is answered once, with its seq and its bytes; the blocks held ahead stay bounded, by count and by the memory allowance",
     {
       readahead: fc.integer({ min: 0, max: 4 }),
+      segment: fc.integer({ min: 1, max: 160 }),
       // The share of --readahead-memory each step may use (it changes as other tasks take and free memory).
       allowances: fc.array(fc.oneof(fc.integer({ min: 0, max: 160 }), fc.constant(Number.POSITIVE_INFINITY)), { minLength: 1, maxLength: 8 }),
       fileSize: fc.integer({ min: 1, max: 400 }),
@@ -58,8 +60,8 @@ describe("online read-ahead (machine)", () => {
       window: fc.integer({ min: 1, max: 4 }),
       actions: fc.array(actionArb, { maxLength: 80 })
     },
-    ({ actions, allowances, block: firstBlock, fileSize, readahead, window }) => {
-      const limits = { maxBlockBytes: 64, maxPullsInFlight: 8, readahead }
+    ({ actions, allowances, block: firstBlock, fileSize, readahead, segment, window }) => {
+      const limits = { maxBlockBytes: 64, maxPullsInFlight: 8, readahead, readaheadSegment: segment }
       let state: TaskState = initialState({
         taskId: TASK_ID,
         fromUserId: FROM,
@@ -76,6 +78,7 @@ describe("online read-ahead (machine)", () => {
       let seq = 0
       let nextOffset = 0
       let block = firstBlock
+      let largestBlock = firstBlock
 
       let steps = 0
       const apply = (event: TaskEvent) => {
@@ -89,7 +92,9 @@ describe("online read-ahead (machine)", () => {
         expect(state.phase).not.toBe("Ended")
         expect(state.ahead.length).toBeLessThanOrEqual(2 * readahead)
         expect(state.ahead.filter((p) => !p.discard).length).toBeLessThanOrEqual(readahead)
-        expect(state.ahead.filter((p) => p.raw !== undefined).length).toBeLessThanOrEqual(readahead)
+        // What is held in memory is at most N of the receiver's blocks (the largest it pulled).
+        const held = state.ahead.filter((p) => p.data !== undefined).reduce((n, p) => n + p.size, 0)
+        expect(held).toBeLessThanOrEqual(readahead * largestBlock)
       }
       const answered = (to: number, replySeq: number, offset: number, data: Uint8Array) => {
         expect(to).toBe(RECEIVER)
@@ -114,6 +119,10 @@ describe("online read-ahead (machine)", () => {
           case "SendPull":
             expect(c.to).toBe(SENDER)
             senderQueue.push({ offset: c.msg.offset, size: c.msg.dataSize, seq: c.seq })
+            return
+          case "SendBlock":
+            expect(c.dataBytes).toBe(bytesLength(c.data))
+            answered(c.to, c.seq, c.offset, contiguous(c.data))
             return
           case "SendEmptyBlock":
             answered(c.to, c.seq, c.offset, new Uint8Array(0))
@@ -153,6 +162,7 @@ describe("online read-ahead (machine)", () => {
         }
         if (action.kind === "jump") nextOffset = action.value % (fileSize + 10)
         if (action.kind === "resize") block = action.value
+        largestBlock = Math.max(largestBlock, block)
         seq++
         waiting.set(seq, { offset: nextOffset, size: block })
         const msg = { taskId: TASK_ID, userId: TO, transMode: TransferMode.Online, offset: nextOffset, dataSize: block }
