@@ -11,7 +11,7 @@
 import { Duration, Effect, Either } from "effect"
 import { randomBytes } from "node:crypto"
 import * as Client from "../src/client/index.js"
-import { READ_HIGH_WATER_MARK } from "../src/connection/socketSource.js"
+import { READ_HIGH_WATER_MARK } from "../src/connection/frameSource.js"
 import { FileRole, TransferMode } from "../src/protocol/commands.js"
 import { encodePdu, isPdu, Pdu } from "../src/protocol/messages.js"
 import { asBench } from "./errors.js"

@@ -2,8 +2,7 @@ import { Chunk, Effect, Option, Stream } from "effect"
 import type { Scope } from "effect"
 import { connect as netConnect } from "node:net"
 import type { Socket } from "node:net"
-import { decodeFrames } from "../connection/frameStream.js"
-import { socketChunks } from "../connection/socketSource.js"
+import { socketFrames } from "../connection/frameSource.js"
 import type { Frame } from "../protocol/frame.js"
 import { DEFAULT_MAX_FRAME_BYTES } from "../protocol/frame.js"
 import { ClientError } from "./errors.js"
@@ -47,9 +46,7 @@ export const connect = (options: ConnectOptions): Effect.Effect<PduSocket, Clien
       }),
       (s) => Effect.sync(() => s.destroy())
     )
-    const pull = yield* Stream.toPull(
-      socketChunks(socket).pipe(decodeFrames(options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES))
-    )
+    const pull = yield* Stream.toPull(socketFrames(socket, { maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES }))
     const receive = pull.pipe(
       Effect.map(Chunk.toReadonlyArray),
       Effect.mapError((e) =>

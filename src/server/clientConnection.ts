@@ -1,6 +1,7 @@
 import { Deferred, Effect, Either } from "effect"
 import type { Socket } from "node:net"
 import { makeConnection } from "../connection/connection.js"
+import type { FastPath } from "../connection/frameSource.js"
 import { runPipeline } from "../connection/pipeline.js"
 import { makeUnknownPduLog } from "../connection/unknownPdu.js"
 import { watchIdle } from "../connection/watchdog.js"
@@ -28,10 +29,10 @@ const roleName = (role: number) =>
   role === 1 ? "sender" : role === 2 ? "receiver" : role === 3 ? "uploader" : role === 4 ? "downloader" : `role-${role}`
 
 /**
- * One client connection: socket -> frames -> PDUs, handled a read's worth at
- * a time. Before login only LOGIN_REQ and heartbeats are accepted; after it,
- * transfer PDUs are decoded, checked for shape and posted in one batch to the
- * task actor, which applies the protocol rules.
+ * One client connection: socket -> frames -> PDUs. Before login only LOGIN_REQ
+ * and heartbeats are accepted; after it, transfer PDUs are decoded, checked for
+ * shape and posted to the task actor, which applies the protocol rules: as they
+ * arrive (`fast`), or a batch at a time by this connection's fiber.
  */
 export const handleClientConnection = (socket: Socket): Effect.Effect<void, never, TaskRegistry | ServerConfig | Metrics> =>
   Effect.gen(function* () {
@@ -118,6 +119,24 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
       }
     }
 
+    const isTransferPdu = (frame: Frame) =>
+      frame.serviceId === ServiceId.File &&
+      (frame.commandId === FileCmd.PullDataReq || frame.commandId === FileCmd.PullDataRsp || frame.commandId === FileCmd.State)
+
+    /**
+     * The per-block path, taken as frames arrive without waking this connection's fiber: a
+     * logged-in party's transfer PDU that decodes goes straight into its task's mailbox.
+     * Anything else (a login, a heartbeat, a malformed or unknown PDU, a peer that is not
+     * reading what it asked for, a full mailbox) is declined, and `handleFrames` takes it, in order.
+     */
+    const fast: FastPath = (frame) => {
+      if (session === undefined || socket.writableNeedDrain || conn.isClosing() || !isTransferPdu(frame)) return false
+      const mail = transferMail(frame)
+      if (typeof mail === "string" || !session.task.tryPost(mail)) return false
+      activity.last = Date.now()
+      return true
+    }
+
     const handleFrames = (frames: Iterable<Frame>): Effect.Effect<void> =>
       Effect.gen(function* () {
         activity.last = Date.now()
@@ -136,11 +155,7 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
               yield* login(frame)
               continue
             }
-            if (
-              frame.commandId === FileCmd.PullDataReq ||
-              frame.commandId === FileCmd.PullDataRsp ||
-              frame.commandId === FileCmd.State
-            ) {
+            if (isTransferPdu(frame)) {
               const m = transferMail(frame)
               if (typeof m === "string") {
                 rejected[session === undefined ? "before-login" : "malformed"].inc()
@@ -159,7 +174,7 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
         if (mail.length > 0 && session !== undefined && !(yield* session.task.postAll(mail))) conn.close("task has ended")
       })
 
-    yield* runPipeline(conn, config.maxFrameBytes, handleFrames, countFrameError(rejected))
+    yield* runPipeline(conn, config.maxFrameBytes, handleFrames, countFrameError(rejected), fast)
     if (joined !== undefined) yield* joined.post({ _tag: "Left", conn: conn.id })
     yield* Effect.logInfo("client disconnected").pipe(
       Effect.annotateLogs({

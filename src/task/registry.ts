@@ -46,6 +46,12 @@ export interface TaskHandle {
   /** Posts mail to the task; false when the task has already ended. Waits while the mailbox is full. */
   readonly post: (mail: Mail) => Effect.Effect<boolean>
   readonly postAll: (mail: Iterable<Mail>) => Effect.Effect<boolean>
+  /**
+   * Posts mail on the spot if the task's actor runs and its mailbox has room: true when
+   * posted. Otherwise nothing happens (the caller posts it with `post`, which waits or
+   * finds the task ended).
+   */
+  readonly tryPost: (mail: Mail) => boolean
 }
 
 export class TaskCreateError extends Data.TaggedError("TaskCreateError")<{ readonly reason: string }> {}
@@ -204,7 +210,11 @@ export const make = Effect.gen(function* () {
         handle: {
           spec,
           post: (mail: Mail) => offer((q) => q.offer(mail)),
-          postAll: (mail: Iterable<Mail>) => offer((q) => Effect.map(q.offerAll(mail), Chunk.isEmpty))
+          postAll: (mail: Iterable<Mail>) => offer((q) => Effect.map(q.offerAll(mail), Chunk.isEmpty)),
+          tryPost: (mail: Mail) => {
+            const size = mailbox?.unsafeSize()
+            return size !== undefined && Option.isSome(size) && size.value < MAILBOX_CAPACITY && mailbox!.unsafeOffer(mail)
+          }
         },
         snapshot: snapshotOf(machine.initial),
         busy: false,
