@@ -38,4 +38,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
 # Node is PID 1 and handles SIGTERM and SIGINT itself (NodeRuntime.runMain); it starts
 # no child processes, so nothing needs reaping and no init (tini, --init) is needed.
 STOPSIGNAL SIGTERM
-CMD ["node", "dist/src/cli/main.js", "serve"]
+CMD ["node", "--max-semi-space-size=2", "dist/src/cli/main.js", "serve"]

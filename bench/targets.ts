@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url"
 import * as Client from "../src/client/index.js"
 import { TransferMode } from "../src/protocol/commands.js"
 import type { ServerProcess } from "./child.js"
+import { DAEMON_NODE_FLAGS } from "../src/cli/nodeFlags.js"
 import { spawnServer } from "./child.js"
 import { BenchError, fail } from "./errors.js"
 import type { NewTask } from "../src/task/registry.js"
@@ -61,7 +62,7 @@ const relayScript = fileURLToPath(new URL("./bareRelay.js", import.meta.url))
 const clientError = (what: string) => (e: Client.ClientError) => new BenchError({ message: `${what}: ${e.message}` })
 
 export interface DaemonOptions {
-  /** Flags for node itself (e.g. --cpu-prof). */
+  /** Flags for node itself (e.g. --cpu-prof), after those the daemon is always run with (DAEMON_NODE_FLAGS). */
   readonly nodeFlags?: ReadonlyArray<string>
   /** Extra `serve` flags (e.g. tuning flags under comparison). */
   readonly serveArgs?: ReadonlyArray<string>
@@ -77,6 +78,7 @@ export const startDaemon = (options: DaemonOptions = {}): Effect.Effect<DaemonTa
     const proc = yield* spawnServer({
       name: "daemon",
       args: [
+        ...DAEMON_NODE_FLAGS,
         ...(options.nodeFlags ?? []),
         daemonScript,
         "serve",

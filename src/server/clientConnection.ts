@@ -4,7 +4,7 @@ import { makeConnection } from "../connection/connection.js"
 import type { FastPath } from "../connection/frameSource.js"
 import { runPipeline } from "../connection/pipeline.js"
 import { makeUnknownPduLog } from "../connection/unknownPdu.js"
-import { watchIdle } from "../connection/watchdog.js"
+import { afterTimeout, watchIdle } from "../connection/watchdog.js"
 import type { Counter } from "../observability/metrics.js"
 import { countFrameError, Metrics } from "../observability/metrics.js"
 import { FileCmd, OtherCmd, ResultCode, ServiceId } from "../protocol/commands.js"
@@ -49,11 +49,7 @@ export const handleClientConnection = (socket: Socket): Effect.Effect<void, neve
     const logUnknown = makeUnknownPduLog(rejected["unknown-pdu"])
 
     yield* watchIdle(activity, config.clientIdleTimeoutMs, () => conn.close("idle timeout"))
-    yield* Effect.forkScoped(
-      Effect.sleep(config.loginTimeoutMs).pipe(
-        Effect.zipRight(Effect.sync(() => session === undefined && conn.close("login timeout")))
-      )
-    )
+    yield* afterTimeout(config.loginTimeoutMs, () => session === undefined && conn.close("login timeout"))
 
     /** `counter`: the rejected-frames count of a LOGIN_REQ refused before it reached a task. */
     const refuseLogin = (seq: number, taskId: string, reason: string, counter?: Counter) =>

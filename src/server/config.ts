@@ -86,7 +86,7 @@ export const defaultSettings: ServerSettings = {
   maxPullsInFlight: 256,
   maxWriteQueueBytes: 8 * 1024 * 1024,
   onlineReadahead: 4,
-  readaheadMemoryBytes: 32 * 1024 * 1024,
+  readaheadMemoryBytes: 16 * 1024 * 1024,
   readaheadSegment: 64 * 1024,
   uploadSegment: 32 * 1024,
   uploadWindow: 8,

@@ -8,6 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
+import { DAEMON_NODE_FLAGS } from "../../src/cli/nodeFlags.js"
 import { defaultSettings } from "../../src/server/config.js"
 import { CONFIG_ENV } from "../../src/server/settingSources.js"
 import { envName, optionList } from "../../src/server/settingsConfig.js"
@@ -62,6 +63,8 @@ const imageArg = (op: string): string => {
 }
 const imageEnv: Record<string, string> = Object.fromEntries(imageArgs("ENV").flatMap((a) => a.split(/\s+/).map(assignment)))
 const imageCmd = JSON.parse(imageArg("CMD")) as Array<string>
+/** The image's command after `node` and its flags: the script and its arguments. */
+const imageScript = imageCmd.slice(1 + DAEMON_NODE_FLAGS.length)
 const healthCmd = JSON.parse(imageArg("HEALTHCHECK").replace(/^.*?\bCMD\s+/, "")) as Array<string>
 
 /** A path the unit runs, under the directory it expects the package in, as a path of this repository. */
@@ -79,8 +82,10 @@ describe("deployment files", () => {
 
   it.live("the unit runs the built CLI's serve on its state directory, and its environment and the example's are accepted", () =>
     Effect.gen(function* () {
-      const [node, script, ...args] = unitValue("ExecStart").split(" ")
+      const [node, ...rest] = unitValue("ExecStart").split(" ")
       expect(node).toBe("/usr/bin/node")
+      expect(rest.slice(0, DAEMON_NODE_FLAGS.length)).toEqual(DAEMON_NODE_FLAGS)
+      const [script, ...args] = rest.slice(DAEMON_NODE_FLAGS.length)
       expect(script!.startsWith(INSTALLED), script).toBe(true)
       expect(join(repoRoot, script!.slice(INSTALLED.length))).toBe(cliPath)
       expect(existsSync(cliPath)).toBe(true)
@@ -101,6 +106,11 @@ describe("deployment files", () => {
     })
   )
 
+  it("npm start runs the daemon with the same node flags as the unit and the image", () => {
+    const start = (JSON.parse(read("package.json")) as { scripts: { start: string } }).scripts.start
+    expect(start).toBe(`exec node ${DAEMON_NODE_FLAGS.join(" ")} dist/src/cli/main.js serve`)
+  })
+
   it("the unit waits longer than the drain to stop, and allows a descriptor per connection and per open file", () => {
     expect(unitValue("KillSignal")).toBe("SIGTERM")
     const stop = /^(\d+)s$/.exec(unitValue("TimeoutStopSec"))
@@ -113,11 +123,12 @@ describe("deployment files", () => {
     expect(imageArg("WORKDIR")).toBe("/app")
     expect(imageArg("USER")).toBe("node")
     expect(imageCmd[0]).toBe("node")
-    expect(imageCmd.slice(2)).toEqual(["serve"])
-    expect(join(repoRoot, imageCmd[1]!)).toBe(cliPath)
+    expect(imageCmd.slice(1, 1 + DAEMON_NODE_FLAGS.length)).toEqual(DAEMON_NODE_FLAGS)
+    expect(imageScript.slice(1)).toEqual(["serve"])
+    expect(join(repoRoot, imageScript[0]!)).toBe(cliPath)
     // The CLI reads package.json and proto/ next to dist/ (src/packageRoot.ts).
     expect(imageArgs("COPY")).toEqual(["package.json package-lock.json ./", "proto proto", "--from=build /app/dist/src dist/src"])
-    expect(imageCmd[1]!.startsWith("dist/src/")).toBe(true)
+    expect(imageScript[0]!.startsWith("dist/src/")).toBe(true)
     expect(imageArg("EXPOSE").split(/\s+/).map(Number)).toEqual([defaultSettings.clientPort, defaultSettings.msgPort, defaultSettings.adminPort])
     expect(imageEnv.TTFS_DATA_DIR).toBe(imageArg("VOLUME"))
   })
