@@ -1,4 +1,5 @@
 import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 // A subpath, not the package's index (see src/cli/main.ts).
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
@@ -29,9 +30,19 @@ const readiness = Effect.gen(function* () {
   return text("ready")
 })
 
+/** Tasks listed by /tasks unless `?limit=` asks for another number: a daemon may hold 100,000. */
+const DEFAULT_TASK_LIMIT = 1000
+
 const tasks = Effect.gen(function* () {
+  const url = new URL((yield* HttpServerRequest.HttpServerRequest).url, "http://admin")
+  const given = url.searchParams.get("limit")
+  const limit = given === null ? DEFAULT_TASK_LIMIT : /^\d{1,9}$/.test(given) ? Number(given) : undefined
+  if (limit === undefined) return text("limit must be a whole number", 400)
   const now = yield* Clock.currentTimeMillis
-  return HttpServerResponse.unsafeJson((yield* TaskRegistry).snapshots().map((s) => taskView(s, now)))
+  const all = (yield* TaskRegistry).snapshots()
+  return HttpServerResponse.unsafeJson(all.slice(0, limit).map((s) => taskView(s, now)), {
+    headers: { "x-total-count": String(all.length) }
+  })
 })
 
 const app = HttpRouter.empty.pipe(

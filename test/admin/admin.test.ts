@@ -231,6 +231,27 @@ describe("admin port: /tasks", () => {
     })
   )
 
+  it.scopedLive("lists at most ?limit= tasks (1000 by default), oldest first, and says how many are alive in X-Total-Count", () =>
+    Effect.gen(function* () {
+      const server = yield* start()
+      const ids = [yield* onlineTask(server, 1), yield* onlineTask(server, 2), yield* onlineTask(server, 3)]
+      const all = yield* get(server, "/tasks")
+      expect(all.headers["x-total-count"]).toBe("3")
+      expect((JSON.parse(all.body) as Array<{ task: string }>).map((t) => t.task)).toEqual(ids.map((id) => id.slice(0, 8)))
+      const two = yield* get(server, "/tasks?limit=2")
+      expect(two.headers["x-total-count"]).toBe("3")
+      expect((JSON.parse(two.body) as Array<{ task: string }>).map((t) => t.task)).toEqual(ids.slice(0, 2).map((id) => id.slice(0, 8)))
+      expect(JSON.parse((yield* get(server, "/tasks?limit=0")).body)).toEqual([])
+      for (const bad of ["-1", "x", "1.5", ""]) expect((yield* get(server, `/tasks?limit=${bad}`)).status, bad).toBe(400)
+      for (let i = 0; i < 1000; i++) {
+        yield* server.registry.create({ fromUserId: FROM, toUserId: TO, fileName: "f", fileSize: 1, mode: TransferMode.Online })
+      }
+      const capped = yield* get(server, "/tasks")
+      expect(capped.headers["x-total-count"]).toBe("1003")
+      expect(JSON.parse(capped.body)).toHaveLength(1000)
+    })
+  )
+
   it.scopedLive("is an empty list when no task is alive", () =>
     Effect.gen(function* () {
       const server = yield* start()

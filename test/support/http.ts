@@ -1,10 +1,12 @@
 import { Effect } from "effect"
+import type { IncomingHttpHeaders } from "node:http"
 import { request } from "node:http"
 
 export interface HttpResponse {
   readonly status: number
   readonly contentType: string | undefined
   readonly body: string
+  readonly headers: IncomingHttpHeaders
 }
 
 /** One HTTP request on a connection of its own (no keep-alive: nothing outlives the test). */
@@ -14,7 +16,7 @@ export const httpRequest = (address: { readonly host: string; readonly port: num
       let body = ""
       res.setEncoding("utf8")
       res.on("data", (d: string) => (body += d))
-      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, contentType: res.headers["content-type"], body })))
+      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, contentType: res.headers["content-type"], body, headers: res.headers })))
       res.on("error", (e) => resume(Effect.fail(e)))
     })
     req.on("error", (e) => resume(Effect.fail(e)))
