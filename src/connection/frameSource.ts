@@ -59,11 +59,23 @@ export const socketFrames = (
           wake = undefined
           w?.()
         }
+        /**
+         * This runs in the socket's event handler, outside any fiber: a fast path that throws
+         * (a bug) declines the frame instead, and the consumer meets the same fault as a
+         * defect of this connection alone, not of the process.
+         */
+        const takenFast = (frame: Frame) => {
+          try {
+            return fast(frame)
+          } catch {
+            return false
+          }
+        }
         const onData = (chunk: Buffer) => {
           if (done !== undefined) return
           const error = decoder.push(chunk, decoded)
           for (const frame of decoded) {
-            if (waiting.length === 0 && !busy && fast(frame)) continue
+            if (waiting.length === 0 && !busy && takenFast(frame)) continue
             waiting.push(frame)
             waitingBytes += frame.length
           }

@@ -81,8 +81,8 @@ export const settingOptions: { readonly [K in Configurable]: SettingOption<Serve
     "readahead-segment",
     1,
     MAX_FRAME_BYTES,
-    "Bytes an online transfer asks the sender for in one pull when reading ahead, as whole receiver blocks " +
-      "(at least one, at most --online-readahead of them, at most what one frame carries)."
+    "Bytes an online transfer asks the sender for in one pull when reading ahead, rounded to the nearest whole number " +
+      "of receiver blocks (at least one, at most --online-readahead of them, at most what one frame carries)."
   ),
   maxConnections: integer("max-connections", 1, 10_000_000, "Client connections open at once (all client addresses together); more are refused on accept."),
   maxConnectionsPerIp: integer("max-connections-per-ip", 1, 10_000_000, "Client connections open at once from one address."),

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto"
 import * as Client from "../../src/client/index.js"
 import { FileRole, FileState } from "../../src/protocol/commands.js"
 import { Pdu } from "../../src/protocol/messages.js"
-import { FROM, onlineTask, pullReqPdu, pullRspPdu, rawLogin, serveRaw, sha256, statePdu, TO } from "../support/raw.js"
+import { FROM, heartbeatPdu, onlineTask, pullReqPdu, pullRspPdu, rawLogin, serveRaw, sha256, statePdu, TO } from "../support/raw.js"
 import type { TestServer } from "../support/server.js"
 import { eventually, startServer } from "../support/server.js"
 
@@ -128,8 +128,10 @@ describe("online read-ahead", () => {
       expect(ahead.msg).toMatchObject({ offset: BLOCK, dataSize: 2 * BLOCK })
       sender.send(pullRspPdu(5, { taskId, userId: FROM, offset: 0, fileData: data.subarray(0, BLOCK) }))
       expect((yield* receiver.expect(Pdu.PullDataRsp)).seq).toBe(5)
-      // The receiver's next pull waits on the segment; the sender cannot read it.
-      receiver.send(pullReqPdu(6, { taskId, userId: TO, offset: BLOCK, dataSize: BLOCK }))
+      // The receiver's next pull waits on the segment; the sender cannot read it. The heartbeat's
+      // echo shows the pull is in the task's mailbox before the sender's answer can be.
+      receiver.send(pullReqPdu(6, { taskId, userId: TO, offset: BLOCK, dataSize: BLOCK }), heartbeatPdu(9))
+      yield* receiver.expect(Pdu.HeartBeat)
       sender.send(pullRspPdu(0, { taskId, userId: FROM, offset: BLOCK, fileData: new Uint8Array(0), resultCode: 3 }))
       const failed = yield* receiver.expect(Pdu.PullDataRsp)
       expect(failed.seq).toBe(6)

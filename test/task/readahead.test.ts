@@ -52,7 +52,8 @@ describe("online read-ahead (machine)", () => {
     "every pull is answered once, with its seq and its bytes; the blocks held ahead stay bounded, by count and by the memory allowance",
     {
       readahead: fc.integer({ min: 0, max: 4 }),
-      segment: fc.integer({ min: 1, max: 160 }),
+      segment: fc.integer({ min: 1, max: 400 }),
+      maxBlockBytes: fc.integer({ min: 40, max: 160 }),
       // The share of --readahead-memory each step may use (it changes as other tasks take and free memory).
       allowances: fc.array(fc.oneof(fc.integer({ min: 0, max: 160 }), fc.constant(Number.POSITIVE_INFINITY)), { minLength: 1, maxLength: 8 }),
       fileSize: fc.integer({ min: 1, max: 400 }),
@@ -60,8 +61,8 @@ describe("online read-ahead (machine)", () => {
       window: fc.integer({ min: 1, max: 4 }),
       actions: fc.array(actionArb, { maxLength: 80 })
     },
-    ({ actions, allowances, block: firstBlock, fileSize, readahead, segment, window }) => {
-      const limits = { maxBlockBytes: 64, maxPullsInFlight: 8, readahead, readaheadSegment: segment }
+    ({ actions, allowances, block: firstBlock, fileSize, maxBlockBytes, readahead, segment, window }) => {
+      const limits = { maxBlockBytes, maxPullsInFlight: 8, readahead, readaheadSegment: segment }
       let state: TaskState = initialState({
         taskId: TASK_ID,
         fromUserId: FROM,
@@ -118,6 +119,8 @@ describe("online read-ahead (machine)", () => {
             return
           case "SendPull":
             expect(c.to).toBe(SENDER)
+            // What the sender is asked for must fit in one frame.
+            expect(c.msg.dataSize).toBeLessThanOrEqual(maxBlockBytes)
             senderQueue.push({ offset: c.msg.offset, size: c.msg.dataSize, seq: c.seq })
             return
           case "SendBlock":
