@@ -37,7 +37,7 @@ const declineAll: FastPath = () => false
  */
 export const socketFrames = (
   socket: Socket,
-  options: { readonly maxFrameBytes: number; readonly fast?: FastPath; readonly highWaterMark?: number }
+  options: { readonly maxFrameBytes: number; readonly fast?: FastPath | undefined; readonly highWaterMark?: number }
 ): Stream.Stream<Frame, SocketError | FrameError> =>
   Stream.unwrapScoped(
     Effect.acquireRelease(

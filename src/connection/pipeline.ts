@@ -19,7 +19,7 @@ export const runPipeline = (
   onFrameError: (error: FrameError) => void,
   fast?: FastPath
 ): Effect.Effect<void> =>
-  socketFrames(conn.socket, fast === undefined ? { maxFrameBytes } : { maxFrameBytes, fast }).pipe(
+  socketFrames(conn.socket, { maxFrameBytes, fast }).pipe(
     Stream.runForEachChunk(handle),
     Effect.tapError((error) => Effect.sync(() => error._tag === "FrameError" && onFrameError(error))),
     Effect.catchAll((error) =>

@@ -36,7 +36,7 @@ export interface ServerSettings {
   readonly onlineReadahead: number
   /** Bytes all online tasks together may hold or have asked for ahead of their receivers. */
   readonly readaheadMemoryBytes: number
-  /** Bytes an online task asks the sender for in one pull when reading ahead (whole receiver blocks). */
+  /** Bytes an online task asks the sender for in one pull when reading ahead (rounded to whole receiver blocks, within one frame). */
   readonly readaheadSegment: number
   /** Bytes the server asks an offline uploader for per PULL_DATA_REQ. */
   readonly uploadSegment: number
